@@ -1,0 +1,124 @@
+"""What a backend is: its quirks declared as data, read by the translator and the supervisor.
+
+Nothing outside `anyclaude/backends/` branches on a mode name: the translator reads a
+`Dialect`, the supervisor reads a `Backend`. Adding a backend means adding one module that
+builds a `Backend` and registers it (see `anyclaude/backends/__init__.py`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+ModelField = Literal["omit", "configured", "request"]
+"""How the `model` field is filled upstream: left out, the configured model name, or the
+name Claude Code sent (only for servers that route by name)."""
+
+ToolCalls = Literal["native", "text"]
+"""Native OpenAI `tool_calls`, or calls parsed out of the text by `translate.textcalls`."""
+
+SchemaProfile = Literal["minimal", "grammar", "strict"]
+Protocol = Literal["openai", "anthropic"]
+
+
+@dataclass(frozen=True)
+class Dialect:
+    """How one server family wants its OpenAI Chat Completions requests, and what it sends back."""
+
+    max_tokens_param: str = "max_tokens"
+    model_field: ModelField = "configured"
+    content_parts: Literal["text", "vision"] = "vision"
+    """`text`: list content must be text only (mlx-lm answers 404 to any other part)."""
+    tool_calls: ToolCalls = "native"
+    text_tool_formats: tuple[str, ...] = ("hermes", "qwen3_coder")
+    """Formats `TextCallParser` looks for when `tool_calls == "text"`."""
+    start_in_thinking: bool = False
+    """The chat template opens `<think>` itself, so output starts inside the reasoning."""
+    parse_inline_think: bool = True
+    """Split a leading `<think>...</think>` out of `content` into a thinking block."""
+    stream_with_tools: bool = True
+    """False: the server loses tool calls while streaming, ask non-streaming and stream ourselves."""
+    text_with_tool_calls: bool = True
+    """False: an assistant message may not carry both text and tool calls (mlx-textgen)."""
+    single_system_message: bool = True
+    schema_profile: SchemaProfile = "minimal"
+    max_tool_name_length: int | None = 64
+    send_stop: bool = False
+    """Pass `stop` upstream as well as matching it in the proxy (only harmless when the
+    server stops on exact strings)."""
+    include_usage: bool = True
+    """Send `stream_options.include_usage` (mlx-lm and LM Studio send no usage without it)."""
+    send_reasoning_effort: bool = False
+    thinking_template_kwarg: bool = False
+    """Pass `chat_template_kwargs.enable_thinking` from the request's `thinking` setting."""
+    send_top_k: bool = True
+    tool_choice: bool = True
+    """False: the server ignores or rejects `tool_choice`; leave it out."""
+    extra_body: Mapping[str, object] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """Where a backend lives, resolved from settings."""
+
+    url: str
+    """Base URL including `/v1` for OpenAI servers, the API root for Anthropic servers."""
+    model: str | None
+    api_key: str | None = None
+
+
+@dataclass(frozen=True)
+class Option:
+    """A backend-specific setting: TOML key `[<mode>] <key>`, environment variable `env`."""
+
+    key: str
+    env: str
+    default: str | None
+    help: str
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """How to bring a server up: a long-running process anyclaude owns, and/or one-shot
+    commands for servers managed by their own daemon (LM Studio's `lms`)."""
+
+    argv: Sequence[str] = ()
+    env: Mapping[str, str] = field(default_factory=dict)
+    setup_commands: Sequence[Sequence[str]] = ()
+    stop_commands: Sequence[Sequence[str]] = ()
+
+
+StartCommand = Callable[[Endpoint, Mapping[str, str | None]], LaunchPlan | None]
+"""Builds the launch plan from the endpoint and the backend's options, or None when
+anyclaude cannot start this server here (say why in `start_hint`)."""
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A backend declaration: one per mode."""
+
+    name: str
+    description: str
+    protocol: Protocol
+    url_setting: str
+    model_setting: str | None
+    default_url: str
+    dialect: Dialect = field(default_factory=Dialect)
+    key_setting: str | None = None
+    health_path: str = "/models"
+    """Path below the base URL answering 200 when the server is up."""
+    health_is_absolute: bool = False
+    """`health_path` is relative to the server root (mlx-lm's `/health`), not to the base URL."""
+    confirm_with_generation: bool = False
+    """The health URL answers before the model is loaded: confirm with a 1-token request."""
+    start: StartCommand | None = None
+    start_hint: str = ""
+    """One sentence telling the user how to start the server by hand."""
+    context_window: int | None = None
+    """Default context window when neither the settings nor the server say."""
+    local: bool = True
+    """False for remote services (claude): never started, never health-gated at launch."""
+    options: tuple[Option, ...] = ()
+    tokenizer_hint: bool = True
+    """The model setting may be a local folder holding `tokenizer.json` (for count_tokens)."""

@@ -1,0 +1,59 @@
+"""mlx-lm's `mlx_lm server`: fast on Apple Silicon, native tool calls, a prefix (KV) cache.
+
+Quirks (protocol-notes §G.1): any `model` other than the exact `--model` string makes it
+unload the loaded model and try the Hub, so `model` is omitted; list content must be text
+only; `/health` answers before the model is loaded; it ignores `tool_choice`.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from anyclaude.backends.base import Backend, Dialect, Endpoint, LaunchPlan, Option
+from anyclaude.backends.net import host_port
+
+OPENBLAS = Path("/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0")
+"""Debian's OpenBLAS: preloaded, it makes mlx's CPU build ~50x faster on Linux."""
+
+
+def _launch(endpoint: Endpoint, options: Mapping[str, str | None]) -> LaunchPlan | None:
+    if not endpoint.model:
+        return None
+    _, port = host_port(endpoint.url)
+    python = options.get("python") or sys.executable
+    argv = [python, "-m", "mlx_lm", "server", "--model", endpoint.model,
+            "--host", "127.0.0.1", "--port", str(port)]
+    env: dict[str, str] = {}
+    if sys.platform.startswith("linux") and OPENBLAS.exists():
+        env["LD_PRELOAD"] = str(OPENBLAS)
+    return LaunchPlan(argv=argv, env=env)
+
+
+BACKEND = Backend(
+    name="mlx-lm",
+    description="mlx-lm's server (Apple Silicon; CPU build on Linux)",
+    protocol="openai",
+    url_setting="MLX_LM_URL",
+    model_setting="MLX_LM_MODEL",
+    default_url="http://localhost:8081/v1",
+    dialect=Dialect(
+        model_field="omit",
+        content_parts="text",
+        tool_calls="native",
+        schema_profile="minimal",
+        thinking_template_kwarg=True,
+        tool_choice=False,
+    ),
+    health_path="/health",
+    health_is_absolute=True,
+    confirm_with_generation=True,
+    start=_launch,
+    start_hint="start it with `python -m mlx_lm server --model MODEL --port PORT`, "
+    "or set MLX_LM_MODEL so anyclaude starts it",
+    options=(
+        Option("python", "MLX_LM_PYTHON", None,
+               "Python interpreter that has mlx-lm installed (default: anyclaude's own)."),
+    ),
+)

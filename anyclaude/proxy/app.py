@@ -1,0 +1,183 @@
+"""The aiohttp application: routes, the locked door, and errors in Anthropic's shape.
+
+Routes match on the path only (Claude Code appends `?beta=true`). In local modes nothing is
+forwarded anywhere but the configured backend; unknown paths get a 404 here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from anyclaude.proxy import messages, passthrough
+from anyclaude.proxy.config import ProxyConfig
+from anyclaude.translate import ids
+from anyclaude.translate.errors import STATUS_TYPES, AnthropicError, invalid_request
+from anyclaude.translate.request import to_openai
+from anyclaude.translate.validate import validate_messages_request
+
+log = logging.getLogger("anyclaude.proxy")
+CONFIG: web.AppKey[ProxyConfig] = web.AppKey("config", ProxyConfig)
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_LOOPBACK_HOST = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|::1)(:\d+)?$", re.I)
+TOKEN_HEADER = "x-anyclaude-token"
+"""Carries the run's token in claude mode, where `x-api-key` is the user's own key."""
+
+
+def _dumps(obj: Any) -> str:
+    return orjson.dumps(obj).decode()
+
+
+def error_response(error: AnthropicError, request_id: str) -> web.Response:
+    headers = {"request-id": request_id}
+    if error.retry is not None:
+        headers["x-should-retry"] = "true" if error.retry else "false"
+    return web.json_response(error.body(request_id), status=error.status, headers=headers,
+                             dumps=_dumps)
+
+
+def _presented_tokens(request: web.Request) -> list[str]:
+    tokens = [request.headers.get("x-api-key", ""), request.headers.get(TOKEN_HEADER, "")]
+    auth = request.headers.get("Authorization", "")
+    if auth[:7].lower() == "bearer ":
+        tokens.append(auth[7:].strip())
+    return [t for t in tokens if t]
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Loopback Host only (DNS rebinding), no browser Origin (cross-site pages), the run's
+    token on everything but /health; every answer carries a request-id."""
+    request_id = ids.request_id()
+    request["request_id"] = request_id
+    try:
+        host = request.headers.get("Host")
+        if host is not None and not _LOOPBACK_HOST.match(host):
+            raise AnthropicError(403, "permission_error", f"Host {host!r} is not a loopback "
+                                 "name; anyclaude only answers requests made to 127.0.0.1.")
+        if "Origin" in request.headers:
+            raise AnthropicError(403, "permission_error", "Requests from web pages (with an "
+                                 "Origin header) are refused; anyclaude serves local clients.")
+        if request.path != "/health":
+            config = request.app[CONFIG]
+            if not any(hmac.compare_digest(t.encode(), config.token.encode())
+                       for t in _presented_tokens(request)):
+                raise AnthropicError(401, "authentication_error", "Missing or wrong token: send "
+                                     "the proxy token (ANYCLAUDE_PROXY_TOKEN) as x-api-key or "
+                                     "Authorization: Bearer.")
+        return await handler(request)
+    except AnthropicError as exc:
+        return error_response(exc, request_id)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        kind = STATUS_TYPES.get(exc.status, "invalid_request_error" if exc.status < 500
+                                else "api_error")
+        message = {404: f"No route for {request.method} {request.path}; anyclaude serves "
+                        "/v1/messages, /v1/messages/count_tokens and /v1/models.",
+                   405: f"{request.method} is not allowed on {request.path}."}.get(
+            exc.status, exc.reason)
+        return error_response(AnthropicError(exc.status, kind, message), request_id)
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("internal error on %s %s", request.method, request.path)
+        return error_response(AnthropicError(500, "api_error", "anyclaude hit an internal "
+                                             "error; run with ANYCLAUDE_DEBUG=1 and report it."),
+                              request_id)
+
+
+async def read_json(request: web.Request) -> object:
+    """The body as JSON, or a 4xx that says exactly what is wrong with it."""
+    content_type = request.headers.get("Content-Type", "")
+    if content_type and "json" not in content_type.lower():
+        raise invalid_request(f"Content-Type must be application/json, got {content_type!r}.")
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise AnthropicError(413, "request_too_large", "The request body is larger than "
+                             f"{request.app[CONFIG].max_body // (1024 * 1024)} MB.") from exc
+    if not raw.strip():
+        raise invalid_request("The request body is empty; send a JSON object.")
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise invalid_request(f"The request body is not valid JSON ({exc}).") from None
+
+
+async def create_message(request: web.Request) -> web.StreamResponse:
+    config = request.app[CONFIG]
+    body = validate_messages_request(await read_json(request))
+    plan = await messages.plan_request(config, body)
+    if plan.client_stream:
+        return await messages.stream(config, request, plan)
+    return await messages.complete(config, request, plan)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """Answered locally, never forwarded; see `proxy/tokens.py` for exact vs estimated."""
+    config = request.app[CONFIG]
+    body = validate_messages_request(await read_json(request), count_only=True)
+    plan = to_openai({**body, "max_tokens": 1, "stream": False}, config.backend.dialect,
+                     model=None, tool_calls=config.tool_calls)
+    count = await asyncio.get_running_loop().run_in_executor(None, config.tokens.count, plan.body)
+    return web.json_response({"input_tokens": count},
+                             headers={"request-id": request["request_id"]})
+
+
+def _model_info(config: ProxyConfig) -> dict[str, Any]:
+    name = config.endpoint.model or f"anyclaude-{config.backend.name}"
+    info: dict[str, Any] = {"type": "model", "id": name, "display_name": name,
+                            "created_at": "2025-01-01T00:00:00Z"}
+    if config.context_window:
+        info["max_input_tokens"] = config.context_window
+    if config.max_output_tokens:
+        info["max_tokens"] = config.max_output_tokens
+    return info
+
+
+async def list_models(request: web.Request) -> web.Response:
+    info = _model_info(request.app[CONFIG])
+    return web.json_response({"data": [info], "has_more": False, "first_id": info["id"],
+                              "last_id": info["id"]}, headers={"request-id": request["request_id"]})
+
+
+async def get_model(request: web.Request) -> web.Response:
+    info = _model_info(request.app[CONFIG])
+    if request.match_info["model_id"] != info["id"]:
+        raise AnthropicError(404, "not_found_error",
+                             f"Model {request.match_info['model_id']!r} not found; this proxy "
+                             f"serves {info['id']!r}.")
+    return web.json_response(info, headers={"request-id": request["request_id"]})
+
+
+async def health(request: web.Request) -> web.Response:
+    config = request.app[CONFIG]
+    return web.json_response({"status": "ok", "mode": config.backend.name})
+
+
+async def _close_upstream(app: web.Application) -> None:
+    await app[CONFIG].upstream.close()
+
+
+def create_app(config: ProxyConfig) -> web.Application:
+    app = web.Application(client_max_size=config.max_body, middlewares=[guard])
+    app[CONFIG] = config
+    app.router.add_get("/health", health)
+    if config.backend.protocol == "anthropic":
+        passthrough.add_routes(app, config)
+    else:
+        app.router.add_post("/v1/messages", create_message)
+        app.router.add_post("/v1/messages/count_tokens", count_tokens)
+        app.router.add_get("/v1/models", list_models)
+        app.router.add_get("/v1/models/{model_id}", get_model)
+    app.on_cleanup.append(_close_upstream)
+    return app

@@ -1,0 +1,42 @@
+"""What one proxy instance serves: the backend, its limits, and the run's token."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from anyclaude.backends.base import Backend, Endpoint, ToolCalls
+from anyclaude.proxy.stats import Stats
+from anyclaude.proxy.tokens import TokenCounter
+from anyclaude.proxy.upstream import Upstream
+
+MAX_BODY = 32 * 1024 * 1024
+"""Anthropic's own request limit; long Claude Code sessions with images come close."""
+
+
+@dataclass
+class ProxyConfig:
+    backend: Backend
+    endpoint: Endpoint
+    token: str
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    tool_calls: ToolCalls | None = None
+    tokens: TokenCounter = field(default_factory=TokenCounter)
+    stats: Stats = field(default_factory=Stats)
+    ping_interval: float = 5.0
+    """Seconds of client-side silence before a `ping` (Claude Code's watchdog is 300 s;
+    gateways in between may be far less patient)."""
+    idle_timeout: float = 300.0
+    """Seconds the backend may send nothing at all before the stream fails with an error."""
+    header_grace: float = 0.5
+    """How long to wait for the backend's status line before committing to a 200 stream."""
+    max_body: int = MAX_BODY
+    upstream: Upstream = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.upstream = Upstream(self.backend, self.endpoint,
+                                 auto_decompress=self.backend.protocol != "anthropic")
+
+    @property
+    def backend_url(self) -> str:
+        return self.endpoint.url

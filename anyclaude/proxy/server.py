@@ -1,0 +1,74 @@
+"""Running the proxy: an aiohttp runner on 127.0.0.1, in this loop or in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Callable
+
+from aiohttp import web
+
+from anyclaude.proxy.app import create_app
+from anyclaude.proxy.config import ProxyConfig
+
+HOST = "127.0.0.1"
+
+
+class ProxyServer:
+    """Start with `await start()`; `url` is then the base URL for ANTHROPIC_BASE_URL."""
+
+    def __init__(self, config: ProxyConfig, port: int = 0) -> None:
+        self.config = config
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://{HOST}:{self.port}"
+
+    async def start(self) -> str:
+        # handler_cancellation: a client that goes away cancels its handler at once, which
+        # closes the upstream request (mlx-lm keeps generating until its socket closes).
+        self._runner = web.AppRunner(create_app(self.config), handler_cancellation=True,
+                                     access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, HOST, self.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert server is not None
+        sockets = getattr(server, "sockets", None) or []
+        self.port = sockets[0].getsockname()[1]
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+class ThreadedProxy:
+    """The proxy in a background thread with its own loop (tests, benchmarks)."""
+
+    def __init__(self, config: ProxyConfig, port: int = 0) -> None:
+        self.server = ProxyServer(config, port)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
+                                        name="anyclaude-proxy")
+
+    def __enter__(self) -> ThreadedProxy:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(30)
+        return self
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def call(self, fn: Callable[[], object]) -> None:
+        self._loop.call_soon_threadsafe(fn)
+
+    def __exit__(self, *exc: object) -> None:
+        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(30)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()

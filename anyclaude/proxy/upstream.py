@@ -1,0 +1,88 @@
+"""The HTTP client side: one aiohttp session to the backend, requests with exact bodies.
+
+Bodies are serialised once with orjson and sent with a Content-Length (mlx-lm answers 411
+to chunked bodies). Responses are returned open, so the caller streams them and closing
+them closes the connection: mlx-lm stops generating only when its socket closes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+
+from anyclaude.backends.base import Backend, Endpoint
+from anyclaude.translate.errors import AnthropicError, unreachable
+
+
+class Upstream:
+    def __init__(self, backend: Backend, endpoint: Endpoint, *, connect_timeout: float = 10.0,
+                 auto_decompress: bool = True) -> None:
+        self.backend = backend
+        self.endpoint = endpoint
+        self._connect_timeout = connect_timeout
+        self._auto_decompress = auto_decompress
+        self._session: aiohttp.ClientSession | None = None
+        self._model: str | None = endpoint.model
+        self._model_lock = asyncio.Lock()
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True),
+                timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
+                auto_decompress=self._auto_decompress,
+                skip_auto_headers=("User-Agent",),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def url(self, path: str) -> str:
+        return self.endpoint.url.rstrip("/") + path
+
+    def headers(self) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.endpoint.api_key:
+            headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
+        return headers
+
+    async def post_json(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST and return the open response once its headers arrive."""
+        try:
+            return await self.session.post(self.url(path), data=orjson.dumps(body),
+                                           headers=self.headers())
+        except (aiohttp.ClientConnectionError, OSError) as exc:
+            if isinstance(exc, aiohttp.ServerDisconnectedError):
+                raise AnthropicError(529, "overloaded_error",
+                                     f"The backend at {self.endpoint.url} closed the connection "
+                                     "without answering; check its log.") from exc
+            raise unreachable(self.endpoint.url, self.backend.url_setting) from exc
+
+    async def model(self) -> str | None:
+        """The model name to send: the configured one, else the server's first model."""
+        if self._model or self.backend.dialect.model_field != "configured":
+            return self._model
+        async with self._model_lock:
+            if self._model is None:
+                self._model = await self._discover_model()
+        return self._model
+
+    async def _discover_model(self) -> str | None:
+        try:
+            async with self.session.get(self.url("/models"), headers=self.headers(),
+                                        timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                data = await resp.json(content_type=None)
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            return None
+        models = data.get("data") if isinstance(data, dict) else None
+        if isinstance(models, list) and models and isinstance(models[0], dict):
+            first = models[0].get("id")
+            return first if isinstance(first, str) else None
+        return None

@@ -1,0 +1,304 @@
+"""Anthropic Messages request -> OpenAI Chat Completions request, shaped by a `Dialect`.
+
+Everything here serves two goals: the backend accepts the request (its dialect's quirks),
+and the rendered prompt of turn N+1 starts with exactly the prompt of turn N, so the
+backend's prefix (KV) cache is reused. Hence: the volatile billing header is removed, text
+is joined with fixed rules, tool arguments are serialised canonically, tools keep their
+order and cleaned schemas are deterministic, and mid-conversation system messages stay
+where they are instead of rewriting the system prompt.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from anyclaude.backends.base import Dialect, ToolCalls
+from anyclaude.translate.arguments import dumps_arguments
+from anyclaude.translate.content import (
+    Parts,
+    join_text,
+    message_parts,
+    result_parts,
+    system_reminder,
+)
+from anyclaude.translate.errors import prompt_too_long
+from anyclaude.translate.schemas import ToolNameMap, clean_schema
+
+BILLING_PREFIX = "x-anthropic-billing-header:"
+_BILLING_LINE = re.compile(r"^x-anthropic-billing-header:[^\n]*\n?", re.M)
+SERVER_TOOL_TYPES = re.compile(r"^(?!custom$).+_\d{8}$")
+"""Versioned Anthropic tools (`web_search_20250305`, `bash_20250124`...) run on Anthropic's
+side; a local model cannot execute them."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    context_window: int | None = None
+    max_output_tokens: int | None = None
+    prompt_tokens: int = 0
+    """Estimated prompt size, used to clamp `max_tokens` and to refuse prompts that cannot fit."""
+
+
+@dataclass
+class Plan:
+    """The upstream request plus what the response side needs to translate the answer back."""
+
+    body: dict[str, Any]
+    requested_model: str
+    client_stream: bool
+    upstream_stream: bool
+    max_tokens: int
+    prompt_tokens: int
+    stop_sequences: list[str]
+    names: ToolNameMap
+    schemas: dict[str, Mapping[str, Any]]
+    emit_thinking: bool
+    text_tools: bool
+    text_formats: tuple[str, ...]
+    start_in_thinking: bool
+    notes: list[str] = field(default_factory=list)
+    """What was dropped or changed, for debug output."""
+
+    @property
+    def tool_names(self) -> frozenset[str]:
+        return frozenset(self.schemas)
+
+
+def system_text(system: object) -> str:
+    """The system prompt as one string, billing header removed, blocks joined stably."""
+    if system is None:
+        return ""
+    if isinstance(system, str):
+        return _BILLING_LINE.sub("", system)
+    texts = [_BILLING_LINE.sub("", block.get("text", "")) for block in system
+             if not block.get("text", "").startswith(BILLING_PREFIX)]
+    return join_text([t for t in texts if t])
+
+
+def _tools(request: Mapping[str, Any], dialect: Dialect,
+           notes: list[str]) -> tuple[list[dict[str, Any]], dict[str, Mapping[str, Any]]]:
+    custom = []
+    for tool in request.get("tools") or []:
+        kind = tool.get("type")
+        if kind not in (None, "custom") or ("input_schema" not in tool and kind is not None):
+            notes.append(f"dropped server tool {tool.get('name')!r} ({kind}): the local model "
+                         "cannot run it")
+            continue
+        custom.append(tool)
+    schemas = {tool["name"]: tool.get("input_schema") or {} for tool in custom}
+    return custom, schemas
+
+
+def _tool_entry(tool: Mapping[str, Any], names: ToolNameMap, dialect: Dialect) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": names.to_upstream(tool["name"])}
+    if tool.get("description"):
+        function["description"] = tool["description"]
+    function["parameters"] = clean_schema(tool.get("input_schema") or {}, dialect.schema_profile)
+    return {"type": "function", "function": function}
+
+
+_TOOL_CHOICE: dict[str, str] = {"auto": "auto", "any": "required", "none": "none"}
+
+
+def _tool_choice(choice: Mapping[str, Any], names: ToolNameMap) -> object:
+    if choice["type"] == "tool":
+        return {"type": "function", "function": {"name": names.to_upstream(choice["name"])}}
+    return _TOOL_CHOICE[choice["type"]]
+
+
+def _content(parts: Parts, dialect: Dialect) -> str | list[dict[str, Any]]:
+    """A plain string when every part is text (some servers take strings only)."""
+    if all(p["type"] == "text" for p in parts):
+        return join_text([p["text"] for p in parts])
+    return list(parts)
+
+
+def _assistant(blocks: Sequence[Mapping[str, Any]], names: ToolNameMap, dialect: Dialect,
+               notes: list[str]) -> dict[str, Any]:
+    texts: list[str] = []
+    calls: list[dict[str, Any]] = []
+    for block in blocks:
+        kind = block["type"]
+        if kind == "text" and block["text"]:
+            texts.append(block["text"])
+        elif kind == "tool_use":
+            calls.append({"id": block["id"], "type": "function",
+                          "function": {"name": names.to_upstream(block["name"]),
+                                       "arguments": dumps_arguments(block["input"])}})
+        elif kind in ("thinking", "redacted_thinking"):
+            continue  # dropped every turn alike, so the prefix stays stable
+        elif kind != "text":
+            notes.append(f"dropped an assistant {kind} block")
+    message: dict[str, Any] = {"role": "assistant", "content": join_text(texts)}
+    if calls:
+        message["tool_calls"] = calls
+        if not dialect.text_with_tool_calls:
+            message["content"] = None
+    return message
+
+
+def _user(blocks: Sequence[Mapping[str, Any]] | str, dialect: Dialect,
+          notes: list[str]) -> list[dict[str, Any]]:
+    """One Anthropic user turn -> tool messages (in order) followed by a user message."""
+    if isinstance(blocks, str):
+        return [{"role": "user", "content": blocks}]
+    out: list[dict[str, Any]] = []
+    later_images: Parts = []
+    rest: list[Mapping[str, Any]] = []
+    for block in blocks:
+        if block["type"] == "tool_result":
+            text, images = result_parts(block, vision=dialect.content_parts == "vision")
+            out.append({"role": "tool", "tool_call_id": block["tool_use_id"], "content": text})
+            later_images.extend(images)
+        else:
+            rest.append(block)
+    parts = [*later_images, *message_parts(rest, vision=dialect.content_parts == "vision",
+                                             notes=notes)]
+    if parts:
+        out.append({"role": "user", "content": _content(parts, dialect)})
+    return out
+
+
+def _answer_every_call(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each assistant tool call must be answered by a tool message before the next turn;
+    an interrupted call gets a fixed placeholder (templates and servers reject gaps)."""
+    out: list[dict[str, Any]] = []
+    pending: list[str] = []
+    for message in messages:
+        if message["role"] == "tool":
+            if message["tool_call_id"] in pending:
+                pending.remove(message["tool_call_id"])
+            out.append(message)
+            continue
+        out.extend({"role": "tool", "tool_call_id": call_id, "content": "[no result]"}
+                   for call_id in pending)
+        pending = [call["id"] for call in message.get("tool_calls", [])]
+        out.append(message)
+    return out
+
+
+def _merge(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Join consecutive user or assistant messages (many templates require alternation)."""
+    out: list[dict[str, Any]] = []
+    for message in messages:
+        prev = out[-1] if out else None
+        if prev is None or prev["role"] != message["role"] or message["role"] not in (
+                "user", "assistant"):
+            out.append(dict(message))
+            continue
+        if message["role"] == "assistant":
+            prev["content"] = join_text([t for t in (prev.get("content"), message.get("content"))
+                                         if t]) or prev.get("content")
+            calls = prev.get("tool_calls", []) + message.get("tool_calls", [])
+            if calls:
+                prev["tool_calls"] = calls
+        else:
+            a, b = prev["content"], message["content"]
+            if isinstance(a, str) and isinstance(b, str):
+                prev["content"] = join_text([a, b])
+            else:
+                prev["content"] = _as_parts(a) + _as_parts(b)
+    return out
+
+
+def _as_parts(content: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"type": "text", "text": content}] if isinstance(content, str) else list(content)
+
+
+def translate_messages(request: Mapping[str, Any], dialect: Dialect, names: ToolNameMap,
+                       notes: list[str]) -> list[dict[str, Any]]:
+    """The OpenAI `messages` list: one system message first, then the conversation."""
+    system = [system_text(request.get("system"))]
+    messages: list[dict[str, Any]] = []
+    for message in request["messages"]:
+        role, content = message["role"], message["content"]
+        if role == "system":
+            text = content if isinstance(content, str) else join_text(
+                [b.get("text", "") for b in content if b.get("type") == "text"])
+            if not messages:
+                system.append(text)  # a leading system message is part of the system prompt
+            else:
+                messages.append({"role": "user", "content": system_reminder(text)})
+        elif role == "assistant":
+            blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+            messages.append(_assistant(blocks, names, dialect, notes))
+        else:
+            messages.extend(_user(content, dialect, notes))
+    if messages and messages[-1]["role"] == "assistant" and not messages[-1].get("tool_calls"):
+        notes.append("dropped a trailing assistant prefill (not supported by local templates)")
+        messages.pop()
+    messages = _merge(_answer_every_call(messages))
+    head = join_text([s for s in system if s])
+    return ([{"role": "system", "content": head}] if head else []) + messages
+
+
+def _thinking_enabled(request: Mapping[str, Any]) -> bool | None:
+    thinking = request.get("thinking")
+    if not isinstance(thinking, Mapping):
+        return None
+    return thinking.get("type") in ("enabled", "adaptive")
+
+
+def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None,
+              limits: Limits = Limits(), tool_calls: ToolCalls | None = None) -> Plan:
+    """Translate a validated Anthropic request (see `validate.py`)."""
+    notes: list[str] = []
+    custom, schemas = _tools(request, dialect, notes)
+    names = ToolNameMap([t["name"] for t in custom], dialect.max_tool_name_length)
+    body: dict[str, Any] = {}
+    if dialect.model_field == "configured" and model:
+        body["model"] = model
+    elif dialect.model_field == "request":
+        body["model"] = request["model"]
+    body["messages"] = translate_messages(request, dialect, names, notes)
+
+    max_tokens = int(request.get("max_tokens") or limits.max_output_tokens or 4096)
+    if limits.max_output_tokens:
+        max_tokens = min(max_tokens, limits.max_output_tokens)
+    if limits.context_window:
+        room = limits.context_window - limits.prompt_tokens
+        if room <= 0:
+            raise prompt_too_long(limits.prompt_tokens, limits.context_window)
+        max_tokens = min(max_tokens, room)
+    body[dialect.max_tokens_param] = max(1, max_tokens)
+
+    for key in ("temperature", "top_p") + (("top_k",) if dialect.send_top_k else ()):
+        if request.get(key) is not None:
+            body[key] = request[key]
+    stops = [s for s in request.get("stop_sequences") or [] if s]
+    if stops and dialect.send_stop:
+        body["stop"] = stops
+    if custom:
+        body["tools"] = [_tool_entry(t, names, dialect) for t in custom]
+        choice = request.get("tool_choice")
+        if dialect.tool_choice and isinstance(choice, Mapping):
+            body["tool_choice"] = _tool_choice(choice, names)
+            if choice.get("disable_parallel_tool_use"):
+                body["parallel_tool_calls"] = False
+    thinking = _thinking_enabled(request)
+    if dialect.thinking_template_kwarg and thinking is not None:
+        body["chat_template_kwargs"] = {"enable_thinking": thinking}
+    effort = (request.get("output_config") or {}).get("effort")
+    if dialect.send_reasoning_effort and effort in ("low", "medium", "high"):
+        body["reasoning_effort"] = effort
+    body.update(dialect.extra_body)
+
+    client_stream = bool(request.get("stream"))
+    upstream_stream = client_stream and (dialect.stream_with_tools or not custom)
+    body["stream"] = upstream_stream
+    if upstream_stream and dialect.include_usage:
+        body["stream_options"] = {"include_usage": True}
+    text_tools = (tool_calls or dialect.tool_calls) == "text" and bool(custom)
+    formats = (("think",) if dialect.parse_inline_think else ()) + (
+        dialect.text_tool_formats if text_tools else ())
+    return Plan(
+        body=body, requested_model=request["model"], client_stream=client_stream,
+        upstream_stream=upstream_stream, max_tokens=body[dialect.max_tokens_param],
+        prompt_tokens=limits.prompt_tokens, stop_sequences=stops, names=names,
+        schemas=schemas, emit_thinking=thinking is not False,
+        text_tools=text_tools, text_formats=formats,
+        start_in_thinking=dialect.start_in_thinking,
+        notes=notes)

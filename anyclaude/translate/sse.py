@@ -1,0 +1,71 @@
+"""Server-sent events: encoding Anthropic events, decoding OpenAI chunks. Bytes in, bytes out.
+
+Every Anthropic event carries its `event:` line (the SDK dispatches on it, and Claude Code
+reports "Stream ended without receiving any events" without it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+Event = tuple[str, dict[str, Any]]
+"""(event name, payload); the payload's `type` equals the name."""
+
+
+def encode(events: Iterable[Event]) -> bytes:
+    """All events as one byte string, so a batch goes out in one socket write."""
+    return b"".join(
+        b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+        for name, data in events
+    )
+
+
+DONE = object()
+"""Returned by `SSEDecoder` for `data: [DONE]`."""
+
+
+class SSEDecoder:
+    """Incremental decoder of an upstream `text/event-stream` body.
+
+    Yields ("data", text) for each complete event's data, ("comment", text) for comment
+    lines (mlx-lm's `: keepalive i/N` during prefill). Tolerates CRLF, a final event without
+    its blank line (mlx-textgen's `data: [DONE]`), and lines without a `data:` prefix.
+    """
+
+    def __init__(self) -> None:
+        self._partial = b""
+        self._data: list[bytes] = []
+
+    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
+        buffer = self._partial + chunk
+        lines = buffer.split(b"\n")
+        self._partial = lines.pop()
+        out: list[tuple[str, str]] = []
+        for line in lines:
+            self._line(line.rstrip(b"\r"), out)
+        return out
+
+    def close(self) -> list[tuple[str, str]]:
+        """End of body: a pending line or event without its blank line still counts."""
+        out: list[tuple[str, str]] = []
+        if self._partial:
+            self._line(self._partial.rstrip(b"\r"), out)
+            self._partial = b""
+        self._line(b"", out)
+        return out
+
+    def _line(self, line: bytes, out: list[tuple[str, str]]) -> None:
+        if not line:
+            if self._data:
+                out.append(("data", b"\n".join(self._data).decode("utf-8", "replace")))
+                self._data = []
+            return
+        if line.startswith(b":"):
+            out.append(("comment", line[1:].strip().decode("utf-8", "replace")))
+        elif line.startswith(b"data:"):
+            value = line[5:]
+            self._data.append(value[1:] if value.startswith(b" ") else value)
+        # `event:`, `id:`, `retry:` and stray lines carry nothing for chat completions.

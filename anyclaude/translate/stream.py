@@ -1,0 +1,380 @@
+"""OpenAI chunks -> Anthropic events: the one explicit state machine of the proxy.
+
+Grammar it guarantees (protocol-notes §C.2/C.4), whatever the upstream sends:
+
+    message_start  ping*  (content_block_start  delta*  content_block_stop)*
+    message_delta  message_stop            -- or an `error` event in place of the tail
+
+Block indices count up from 0 with one block open at a time; deltas match their block's
+type; thinking blocks end with a signature; tool_use blocks carry a fresh `toolu_` id and
+one complete JSON object. Tool calls are buffered until the answer ends (fragments may
+interleave by index, and arguments must be repaired as a whole), then emitted in order.
+Non-streaming answers go through the same machine (`translate_response`), so both modes
+behave identically.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from anyclaude.translate import ids
+from anyclaude.translate.arguments import repair_arguments
+from anyclaude.translate.errors import AnthropicError
+from anyclaude.translate.request import Plan
+from anyclaude.translate.sse import Event
+from anyclaude.translate.stops import StopMatcher
+from anyclaude.translate.textcalls import TextCallParser
+
+SIGNATURE = "anyclaude-local-reasoning"
+"""Placeholder signature: Claude Code drops thinking blocks without one."""
+
+STOP_REASONS: dict[str | None, str] = {
+    "length": "max_tokens",
+    "max_tokens": "max_tokens",
+    "content_filter": "refusal",
+    "tool_calls": "tool_use",
+    "tool_call": "tool_use",
+    "function_call": "tool_use",
+}
+"""Upstream finish_reason -> stop_reason; anything else is end_turn (or tool_use when
+tool calls were emitted: several servers say `stop` although they sent calls)."""
+
+REASONING_FIELDS = ("reasoning", "reasoning_content")
+
+
+@dataclass
+class _Call:
+    upstream_id: str | None = None
+    name: str = ""
+    arguments: str | dict[str, Any] = ""
+    from_text: bool = False
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int | None = None
+    cached_tokens: int = 0
+    completion_tokens: int | None = None
+
+    @classmethod
+    def parse(cls, raw: object) -> Usage | None:
+        if not isinstance(raw, dict):
+            return None
+        details = raw.get("prompt_tokens_details")
+        cached = details.get("cached_tokens") if isinstance(details, dict) else None
+        prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
+        return cls(prompt if isinstance(prompt, int) else None,
+                   cached if isinstance(cached, int) else 0,
+                   completion if isinstance(completion, int) else None)
+
+
+@dataclass
+class StreamTranslator:
+    plan: Plan
+    message_id: str = field(default_factory=ids.message_id)
+
+    def __post_init__(self) -> None:
+        self._index = 0
+        self._open: str | None = None
+        self._lead = ""  # whitespace before a block opens, dropped if nothing follows
+        self._calls: list[_Call] = []
+        self._slots: dict[int, _Call] = {}
+        self._stops = StopMatcher(self.plan.stop_sequences)
+        formats = list(self.plan.text_formats)
+        upstream_names = [self.plan.names.to_upstream(n) for n in self.plan.schemas]
+        self._parser = TextCallParser(formats, upstream_names,
+                                      start_in_thinking=self.plan.start_in_thinking) \
+            if formats else None
+        self.finish_reason: str | None = None
+        self.usage: Usage | None = None
+        self.stop_sequence: str | None = None
+        self.stopped = False
+        """A stop sequence matched: the caller should close the upstream request."""
+        self.ended = False
+        self.blocks = 0
+        self.output_chars = 0
+        self.tool_uses = 0
+
+    # -- public API ---------------------------------------------------------------------
+    def start(self) -> list[Event]:
+        usage = {"input_tokens": max(1, self.plan.prompt_tokens),
+                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                 "output_tokens": 1}
+        return [("message_start", {"type": "message_start", "message": {
+            "id": self.message_id, "type": "message", "role": "assistant",
+            "model": self.plan.requested_model, "content": [], "stop_reason": None,
+            "stop_sequence": None, "usage": usage}})]
+
+    def ping(self) -> list[Event]:
+        return [] if self.ended else [("ping", {"type": "ping"})]
+
+    def feed(self, chunk: object) -> list[Event]:
+        """One parsed upstream chunk (`chat.completion.chunk`, or a usage-only chunk)."""
+        if not isinstance(chunk, dict):
+            return []
+        usage = Usage.parse(chunk.get("usage"))
+        if usage is not None:
+            self.usage = usage
+        if self.ended or self.stopped:
+            return []
+        choices = chunk.get("choices")
+        if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+            return []
+        choice = choices[0]
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            delta = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        out: list[Event] = []
+        reasoning = _reasoning_text(delta)
+        if reasoning:
+            self._thinking(reasoning, out)
+        content = delta.get("content")
+        if isinstance(content, str) and content:
+            self._content(content, out)
+        calls = delta.get("tool_calls")
+        if isinstance(calls, list):
+            self._native_calls(calls)
+        reason = choice.get("finish_reason")
+        if isinstance(reason, str) and reason:
+            self.finish_reason = reason
+        return out
+
+    def finish(self) -> list[Event]:
+        """The upstream answer is complete: flush, emit tool calls, close the message."""
+        if self.ended:
+            return []
+        out: list[Event] = []
+        if self._parser is not None:
+            for segment in self._parser.finish():
+                self._segment(segment, out)
+        self._emit_text(self._stops.flush(), out)
+        self._emit_calls(out)
+        self._close(out)
+        if self.blocks == 0:
+            out.append(("content_block_start", {"type": "content_block_start", "index": 0,
+                                                "content_block": {"type": "text", "text": ""}}))
+            out.append(("content_block_stop", {"type": "content_block_stop", "index": 0}))
+            self.blocks = 1
+        out.append(("message_delta", {"type": "message_delta", "delta": {
+            "stop_reason": self.stop_reason(), "stop_sequence": self.stop_sequence},
+            "usage": self.final_usage()}))
+        out.append(("message_stop", {"type": "message_stop"}))
+        self.ended = True
+        return out
+
+    def fail(self, error: AnthropicError) -> list[Event]:
+        """The upstream broke: an `error` event, never a `message_stop` that would make a
+        truncated answer look complete."""
+        if self.ended:
+            return []
+        self.ended = True
+        return [("error", error.body())]
+
+    def stop_reason(self) -> str:
+        if self.stop_sequence is not None:
+            return "stop_sequence"
+        mapped = STOP_REASONS.get(self.finish_reason)
+        if mapped == "max_tokens" or mapped == "refusal":
+            return mapped
+        return "tool_use" if self.tool_uses else "end_turn"
+
+    def final_usage(self) -> dict[str, int]:
+        usage = self.usage or Usage()
+        prompt = usage.prompt_tokens if usage.prompt_tokens is not None else self.plan.prompt_tokens
+        cached = min(usage.cached_tokens, prompt)
+        output = usage.completion_tokens
+        if output is None:
+            output = max(1, self.output_chars // 4)
+        return {"input_tokens": max(0, prompt - cached), "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": cached, "output_tokens": output}
+
+    # -- content channels ---------------------------------------------------------------
+    def _content(self, text: str, out: list[Event]) -> None:
+        if self._parser is None:
+            self._text(text, out)
+            return
+        for segment in self._parser.feed(text):
+            self._segment(segment, out)
+
+    def _segment(self, segment: Any, out: list[Event]) -> None:
+        if segment.kind == "text":
+            self._text(segment.text, out)
+        elif segment.kind == "thinking":
+            self._thinking(segment.text, out)
+        elif not self.stopped:
+            self._calls.append(_Call(name=segment.name, arguments=segment.arguments,
+                                     from_text=True))
+
+    def _text(self, text: str, out: list[Event]) -> None:
+        if self.stopped:
+            return
+        safe = self._stops.feed(text)
+        if self._stops.matched is not None:
+            self.stop_sequence = self._stops.matched
+            self.stopped = True
+        self._emit_text(safe, out)
+
+    def _emit_text(self, text: str, out: list[Event]) -> None:
+        self._emit("text", text, out)
+
+    def _thinking(self, text: str, out: list[Event]) -> None:
+        self.output_chars += len(text)
+        if self.plan.emit_thinking and not self.stopped:
+            self._emit("thinking", text, out, count=False)
+
+    def _emit(self, kind: str, text: str, out: list[Event], count: bool = True) -> None:
+        if not text:
+            return
+        if count:
+            self.output_chars += len(text)
+        if self._open != kind:
+            # A block never starts with whitespace; whitespace alone opens nothing.
+            text = (self._lead + text).lstrip()
+            if not text:
+                return
+            self._lead = ""
+            self._close(out)
+            block: dict[str, Any] = {"type": "text", "text": ""} if kind == "text" else {
+                "type": "thinking", "thinking": "", "signature": SIGNATURE}
+            out.append(("content_block_start", {"type": "content_block_start",
+                                                "index": self._index, "content_block": block}))
+            self._open = kind
+            self.blocks += 1
+        delta = {"type": "text_delta", "text": text} if kind == "text" else {
+            "type": "thinking_delta", "thinking": text}
+        out.append(("content_block_delta", {"type": "content_block_delta",
+                                            "index": self._index, "delta": delta}))
+
+    def _close(self, out: list[Event]) -> None:
+        if self._open is None:
+            return
+        if self._open == "thinking":
+            out.append(("content_block_delta", {"type": "content_block_delta", "index": self._index,
+                                                "delta": {"type": "signature_delta",
+                                                          "signature": SIGNATURE}}))
+        out.append(("content_block_stop", {"type": "content_block_stop", "index": self._index}))
+        self._open = None
+        self._index += 1
+
+    # -- tool calls ---------------------------------------------------------------------
+    def _native_calls(self, entries: list[Any]) -> None:
+        for position, entry in enumerate(entries):
+            if not isinstance(entry, dict):
+                continue
+            index = entry.get("index")
+            key = index if isinstance(index, int) and not isinstance(index, bool) else position
+            function = entry.get("function") if isinstance(entry.get("function"), dict) else {}
+            name, arguments = function.get("name"), function.get("arguments")
+            call_id = entry.get("id") if isinstance(entry.get("id"), str) else None
+            slot = self._slots.get(key)
+            if slot is None or (call_id and slot.upstream_id and call_id != slot.upstream_id) \
+                    or (name and slot.name and not call_id):
+                # mlx-textgen puts every call at index 0; older servers send no ids.
+                slot = _Call(upstream_id=call_id)
+                self._slots[key] = slot
+                self._calls.append(slot)
+            if isinstance(name, str) and name and not slot.name:
+                slot.name = name
+            if slot.upstream_id is None:
+                slot.upstream_id = call_id
+            if isinstance(arguments, str):
+                if isinstance(slot.arguments, str):
+                    slot.arguments += arguments
+            elif isinstance(arguments, dict):
+                slot.arguments = arguments
+
+    def _emit_calls(self, out: list[Event]) -> None:
+        for call in self._calls:
+            self.output_chars += len(call.name) + len(str(call.arguments))
+            if not call.name:
+                continue  # a call whose name never arrived cannot be run
+            name = self.plan.names.from_upstream(call.name)
+            arguments = repair_arguments(call.arguments, self.plan.schemas.get(name))
+            if arguments is None:
+                if self.finish_reason != "length":  # truncated calls are dropped silently
+                    self._emit_text(f"[anyclaude: the model called the tool {name} with "
+                                    f"arguments that are not valid JSON: "
+                                    f"{str(call.arguments)[:300]}]", out)
+                continue
+            self._close(out)
+            index = self._index
+            out.append(("content_block_start", {"type": "content_block_start", "index": index,
+                                                "content_block": {"type": "tool_use",
+                                                                  "id": ids.tool_use_id(),
+                                                                  "name": name, "input": {}}}))
+            out.append(("content_block_delta", {"type": "content_block_delta", "index": index,
+                                                "delta": {"type": "input_json_delta",
+                                                          "partial_json": orjson.dumps(
+                                                              arguments).decode()}}))
+            out.append(("content_block_stop", {"type": "content_block_stop", "index": index}))
+            self._index += 1
+            self.blocks += 1
+            self.tool_uses += 1
+        self._calls = []
+
+
+def _reasoning_text(delta: dict[str, Any]) -> str:
+    for key in REASONING_FIELDS:
+        value = delta.get(key)
+        if isinstance(value, str) and value:
+            return value
+    details = delta.get("reasoning_details")
+    if isinstance(details, list):
+        return "".join(d.get("text", "") for d in details
+                       if isinstance(d, dict) and isinstance(d.get("text"), str))
+    return ""
+
+
+def response_chunk(body: object) -> dict[str, Any] | None:
+    """A non-streaming OpenAI response as one chunk for `StreamTranslator.feed`."""
+    if not isinstance(body, dict):
+        return None
+    choices = body.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return None
+    message = choices[0].get("message")
+    if not isinstance(message, dict):
+        return None
+    delta = dict(message)
+    calls = message.get("tool_calls")
+    if isinstance(calls, list):
+        delta["tool_calls"] = [dict(c, index=i) if isinstance(c, dict) else c
+                               for i, c in enumerate(calls)]
+    return {"choices": [{"index": 0, "delta": delta,
+                         "finish_reason": choices[0].get("finish_reason")}],
+            "usage": body.get("usage")}
+
+
+def accumulate(events: list[Event]) -> dict[str, Any]:
+    """The Anthropic `Message` a stream of events describes (for non-streaming answers)."""
+    message: dict[str, Any] = {}
+    partial: dict[int, str] = {}
+    for name, data in events:
+        if name == "message_start":
+            message = dict(data["message"])
+            message["content"] = []
+        elif name == "content_block_start":
+            message["content"].append(dict(data["content_block"]))
+        elif name == "content_block_delta":
+            block, delta = message["content"][data["index"]], data["delta"]
+            kind = delta["type"]
+            if kind == "text_delta":
+                block["text"] += delta["text"]
+            elif kind == "thinking_delta":
+                block["thinking"] += delta["thinking"]
+            elif kind == "signature_delta":
+                block["signature"] = delta["signature"]
+            elif kind == "input_json_delta":
+                partial[data["index"]] = partial.get(data["index"], "") + delta["partial_json"]
+        elif name == "content_block_stop" and data["index"] in partial:
+            message["content"][data["index"]]["input"] = orjson.loads(partial.pop(data["index"]))
+        elif name == "message_delta":
+            message.update(data["delta"])
+            message["usage"] = {**message.get("usage", {}), **data["usage"]}
+        elif name == "error":
+            error = data["error"]
+            raise AnthropicError(500, error["type"], error["message"])
+    return message
