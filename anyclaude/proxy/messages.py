@@ -9,6 +9,7 @@ upstream response is closed the moment the client goes away or a stop sequence m
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -21,7 +22,7 @@ from anyclaude.proxy.stats import RequestRecord
 from anyclaude.translate import errors
 from anyclaude.translate.errors import AnthropicError
 from anyclaude.translate.request import Limits, Plan, to_openai
-from anyclaude.translate.sse import SSEDecoder, encode
+from anyclaude.translate.sse import Event, SSEDecoder, encode
 from anyclaude.translate.stream import StreamTranslator, accumulate, response_chunk
 
 CHAT_PATH = "/chat/completions"
@@ -92,7 +93,7 @@ async def complete(config: ProxyConfig, request: web.Request, plan: Plan) -> web
         try:
             if plan.upstream_stream:  # never planned for non-streaming clients
                 raise AssertionError("non-streaming client with a streaming plan")
-            data = await asyncio.wait_for(response.read(), timeout=None)
+            data = await response.read()
         finally:
             response.close()
         try:
@@ -170,10 +171,8 @@ async def _write(response: web.StreamResponse, data: bytes) -> None:
 
 
 async def _write_eof(response: web.StreamResponse) -> None:
-    try:
+    with contextlib.suppress(ConnectionResetError):
         await response.write_eof()
-    except ConnectionResetError:
-        pass
 
 
 async def _await_with_pings(config: ProxyConfig, pending: asyncio.Future[aiohttp.ClientResponse],
@@ -189,29 +188,37 @@ async def _await_with_pings(config: ProxyConfig, pending: asyncio.Future[aiohttp
         await _write(response, encode(translator.ping()))
 
 
+async def _pump_whole(upstream: aiohttp.ClientResponse, translator: StreamTranslator,
+                      response: web.StreamResponse, record: RequestRecord,
+                      started: float) -> None:
+    """A non-streaming upstream answer (mlx-textgen with tools) streamed to the client."""
+    data = await upstream.read()
+    try:
+        chunk = response_chunk(orjson.loads(data))
+    except orjson.JSONDecodeError:
+        chunk = None
+    if chunk is None:
+        raise errors.mid_stream("it sent an answer that is not a chat completion")
+    events = translator.feed(chunk) + translator.finish()
+    record.first_token_s = time.monotonic() - started
+    await _write(response, encode(events))
+
+
 async def _pump(config: ProxyConfig, upstream: aiohttp.ClientResponse,
                 translator: StreamTranslator, response: web.StreamResponse,
                 record: RequestRecord, started: float) -> None:
     """Upstream body -> events, one client write per upstream read."""
     if not translator.plan.upstream_stream:
-        data = await upstream.read()
-        try:
-            chunk = response_chunk(orjson.loads(data))
-        except orjson.JSONDecodeError:
-            chunk = None
-        if chunk is None:
-            raise errors.mid_stream("it sent an answer that is not a chat completion")
-        events = translator.feed(chunk) + translator.finish()
-        record.first_token_s = time.monotonic() - started
-        await _write(response, encode(events))
+        await _pump_whole(upstream, translator, response, record, started)
         return
     decoder = SSEDecoder()
     saw_done = False
+    events: list[Event]
     last_write = time.monotonic()
     while True:
         try:
-            chunk = await asyncio.wait_for(upstream.content.readany(),
-                                           timeout=config.ping_interval)
+            data = await asyncio.wait_for(upstream.content.readany(),
+                                          timeout=config.ping_interval)
         except TimeoutError:
             if time.monotonic() - last_write > config.idle_timeout:
                 raise errors.mid_stream(
@@ -220,7 +227,7 @@ async def _pump(config: ProxyConfig, upstream: aiohttp.ClientResponse,
             continue
         except aiohttp.ClientPayloadError as exc:
             raise errors.mid_stream(f"the connection broke ({exc})") from exc
-        items = decoder.feed(chunk) if chunk else decoder.close()
+        items = decoder.feed(data) if data else decoder.close()
         events = []
         for kind, text in items:
             if kind == "comment":
@@ -239,7 +246,7 @@ async def _pump(config: ProxyConfig, upstream: aiohttp.ClientResponse,
             events.extend(translator.feed(parsed))
         if record.first_token_s is None and translator.blocks:
             record.first_token_s = time.monotonic() - started
-        if translator.stopped or saw_done or not chunk:
+        if translator.stopped or saw_done or not data:
             if not (translator.stopped or saw_done or translator.finish_reason):
                 events.extend(translator.fail(errors.mid_stream(
                     "the connection closed before the answer was complete")))

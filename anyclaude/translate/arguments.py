@@ -16,7 +16,7 @@ from typing import Any
 
 from json_repair import loads as _repair_loads
 
-__all__ = ["dumps_arguments", "repair_arguments"]
+__all__ = ["dumps_arguments", "loads_lenient", "repair_arguments", "strip_code_fence"]
 
 # Bounds that keep hostile or pathological input from recursing without end.
 _MAX_UNWRAP = 3
@@ -69,10 +69,10 @@ def _to_object(raw: object) -> dict[str, object] | None:
 
 
 def _decode(text: str, depth: int) -> dict[str, object] | None:
-    text = _strip_fence(text.strip())
+    text = strip_code_fence(text.strip())
     if not text:
         return {}
-    value = _parse_json(text)
+    value = loads_lenient(text)
     if isinstance(value, dict):
         return value
     if value is None and text == "null":
@@ -83,8 +83,8 @@ def _decode(text: str, depth: int) -> dict[str, object] | None:
     return None
 
 
-def _parse_json(text: str) -> Any:
-    """Strict JSON first (fast, exact); ``json_repair`` only for broken text."""
+def loads_lenient(text: str) -> Any:
+    """Strict JSON first (fast, exact), ``json_repair`` only for broken text; None if hopeless."""
     try:
         return json.loads(text)
     except (ValueError, RecursionError):
@@ -95,8 +95,8 @@ def _parse_json(text: str) -> Any:
         return None
 
 
-def _strip_fence(text: str) -> str:
-    """Remove a Markdown code fence (```json ... ```), also an unclosed one."""
+def strip_code_fence(text: str) -> str:
+    """Remove a Markdown code fence (```json ... ```) around ``text``, also an unclosed one."""
     if not text.startswith("```"):
         return text
     body = text[3:]
@@ -209,7 +209,7 @@ def _convert(text: str, types: set[str]) -> object:
     if "null" in types and lowered == "null":
         return None
     if s[:1] in ("[", "{") and types & {"array", "object"}:
-        parsed = _parse_json(s)
+        parsed = loads_lenient(s)
         if isinstance(parsed, list) and "array" in types:
             return parsed
         if isinstance(parsed, dict) and "object" in types:

@@ -73,6 +73,7 @@ def system_text(system: object) -> str:
         return ""
     if isinstance(system, str):
         return _BILLING_LINE.sub("", system)
+    assert isinstance(system, list)
     texts = [_BILLING_LINE.sub("", block.get("text", "")) for block in system
              if not block.get("text", "").startswith(BILLING_PREFIX)]
     return join_text([t for t in texts if t])
@@ -177,6 +178,8 @@ def _answer_every_call(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
                    for call_id in pending)
         pending = [call["id"] for call in message.get("tool_calls", [])]
         out.append(message)
+    out.extend({"role": "tool", "tool_call_id": call_id, "content": "[no result]"}
+               for call_id in pending)
     return out
 
 

@@ -126,7 +126,8 @@ class StreamTranslator:
         choice = choices[0]
         delta = choice.get("delta")
         if not isinstance(delta, dict):
-            delta = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+            message = choice.get("message")
+            delta = message if isinstance(message, dict) else {}
         out: list[Event] = []
         reasoning = _reasoning_text(delta)
         if reasoning:
@@ -266,7 +267,8 @@ class StreamTranslator:
                 continue
             index = entry.get("index")
             key = index if isinstance(index, int) and not isinstance(index, bool) else position
-            function = entry.get("function") if isinstance(entry.get("function"), dict) else {}
+            raw_function = entry.get("function")
+            function: dict[str, Any] = raw_function if isinstance(raw_function, dict) else {}
             name, arguments = function.get("name"), function.get("arguments")
             call_id = entry.get("id") if isinstance(entry.get("id"), str) else None
             slot = self._slots.get(key)

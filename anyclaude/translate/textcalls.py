@@ -19,9 +19,7 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from json_repair import loads as _repair_loads
-
-from anyclaude.translate.arguments import dumps_arguments
+from anyclaude.translate.arguments import dumps_arguments, loads_lenient, strip_code_fence
 
 __all__ = ["FORMATS", "Segment", "TextCallParser", "parse_complete"]
 
@@ -39,6 +37,8 @@ PARAM_CLOSE = "</parameter>"
 _State = Literal["start", "think", "text", "call"]
 _CallFormat = Literal["", "hermes", "qwen3_coder"]
 _JSON_SPECIAL = re.compile(r'["\\]')
+_XML_TAG = re.compile(f"{PARAM_OPEN}|{PARAM_CLOSE}|{FUNC_CLOSE}")
+_NEXT_PARAM = re.compile(rf"\s*(?:{PARAM_OPEN}|\Z)")
 _WAIT = "wait"  # verdict: the close marker sits inside the payload, look for a later one
 _TEXT = "text"  # verdict: not an acceptable call, keep the original characters
 
@@ -78,9 +78,10 @@ class TextCallParser:
         self._lead = False
         self._call_fmt: _CallFormat = ""
         self._scan = 0  # where the next search for CALL_CLOSE starts
-        # Incremental JSON string tracking for hermes: scanned up to, inside a string?
-        self._json_pos = 0
-        self._json_inside = False
+        # Incremental payload tracking (scanned up to; inside a JSON string / XML value?),
+        # so a payload quoting the close marker many times costs linear time.
+        self._payload_pos = 0
+        self._payload_inside = False
         if start_in_thinking:
             self._state, self._lead = "think", True
         elif "think" in formats:
@@ -167,7 +168,7 @@ class TextCallParser:
             self._emit("text", self._buf[:start])
             self._buf = self._buf[start:]
             self._state, self._call_fmt, self._scan = "call", "", len(CALL_OPEN)
-            self._json_pos, self._json_inside = len(CALL_OPEN), False
+            self._payload_pos, self._payload_inside = len(CALL_OPEN), False
             return True
         cut = len(self._buf) - (0 if final else _partial_suffix(self._buf, CALL_OPEN))
         self._emit("text", self._buf[:cut])
@@ -241,35 +242,34 @@ class TextCallParser:
         """
         body = self._buf[len(CALL_OPEN) : end]
         if self._call_fmt == "qwen3_coder":
-            if not tolerant and _xml_value_open(body):
+            if not tolerant and self._inside_payload(end, _XML_TAG):
                 return _WAIT  # (strict parsing cannot succeed then either)
             parsed = _parse_xml(body, strict=True) or _parse_xml(body, strict=False)
             if parsed is None or parsed[0] not in self._tools:
                 return _TEXT
             return [Segment("tool_call", name=parsed[0], arguments=parsed[1])]
-        if not tolerant and self._inside_json_string(end):
+        if not tolerant and self._inside_payload(end, _JSON_SPECIAL):
             return _WAIT  # (valid JSON never ends inside a string)
-        payload = _strip_fence(body.strip())
-        try:
-            obj: Any = json.loads(payload)
-        except (ValueError, RecursionError):
-            obj = _repair(payload)
+        obj = loads_lenient(strip_code_fence(body.strip()))
         items = obj if isinstance(obj, list) and obj else [obj]
         segments = [self._hermes_segment(item) for item in items]
         if any(s is None for s in segments):
             return _TEXT
         return [s for s in segments if s is not None]
 
-    def _inside_json_string(self, end: int) -> bool:
-        """Whether the buffer up to ``end`` ends inside a JSON string; scans each char once."""
-        pos, inside = self._json_pos, self._json_inside
-        while (match := _JSON_SPECIAL.search(self._buf, pos, end)) is not None:
-            at = match.start()
-            if self._buf[at] == '"':
-                inside, pos = not inside, at + 1
-            else:  # a backslash escapes the next character inside a string
-                pos = at + 2 if inside else at + 1
-        self._json_pos, self._json_inside = max(pos, end), inside
+    def _inside_payload(self, end: int, tokens: re.Pattern[str]) -> bool:
+        """Whether the call up to ``end`` stops inside a JSON string (hermes) or an unclosed
+        ``<parameter=`` value (XML); each character is scanned once per call."""
+        pos, inside = self._payload_pos, self._payload_inside
+        while (match := tokens.search(self._buf, pos, end)) is not None:
+            token, pos = match.group(), match.end()
+            if token == '"':
+                inside = not inside
+            elif token == "\\":
+                pos += 1 if inside else 0  # a backslash escapes the next char in a string
+            else:
+                inside = token == PARAM_OPEN  # the last XML tag decides
+        self._payload_pos, self._payload_inside = max(pos, end), inside
         return inside
 
     def _hermes_segment(self, obj: Any) -> Segment | None:
@@ -338,30 +338,6 @@ def _partial_suffix(text: str, marker: str) -> int:
     return 0
 
 
-def _repair(payload: str) -> Any:
-    try:
-        return _repair_loads(payload)
-    except Exception:
-        return None
-
-
-def _strip_fence(text: str) -> str:
-    if not text.startswith("```"):
-        return text
-    body = text[3:]
-    newline = body.find("\n")
-    if newline >= 0 and body[:newline].strip().isalnum():
-        body = body[newline + 1 :]
-    body = body.rstrip()
-    return (body[:-3] if body.endswith("```") else body).strip()
-
-
-def _xml_value_open(body: str) -> bool:
-    """Inside an unclosed ``<parameter=...>`` value: a close marker here is part of it."""
-    at = body.rfind(PARAM_OPEN)
-    return at >= 0 and body.find(PARAM_CLOSE, at) < 0 and body.find(FUNC_CLOSE, at) < 0
-
-
 def _parse_xml(body: str, *, strict: bool) -> tuple[str, dict[str, object]] | None:
     """Parse ``<function=NAME><parameter=P>value</parameter>...</function>``.
 
@@ -406,8 +382,7 @@ def _value_span(inner: str, start: int, *, strict: bool) -> tuple[int, int] | No
     at = inner.find(PARAM_CLOSE, start)
     while at >= 0:
         after = at + len(PARAM_CLOSE)
-        rest = inner[after:].lstrip()
-        if not rest or rest.startswith(PARAM_OPEN):
+        if _NEXT_PARAM.match(inner, after):
             return at, after
         at = inner.find(PARAM_CLOSE, after)
     if strict:
