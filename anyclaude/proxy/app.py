@@ -17,6 +17,7 @@ import orjson
 from aiohttp import web
 
 from anyclaude.proxy import messages, passthrough
+from anyclaude.proxy.background import classify
 from anyclaude.proxy.config import ProxyConfig
 from anyclaude.translate import ids
 from anyclaude.translate.errors import STATUS_TYPES, AnthropicError, invalid_request
@@ -116,10 +117,15 @@ async def read_json(request: web.Request) -> object:
 async def create_message(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
     body = validate_messages_request(await read_json(request))
-    plan = await messages.plan_request(config, body)
-    if plan.client_stream:
-        return await messages.stream(config, request, plan)
-    return await messages.complete(config, request, plan)
+    reason = classify(body)
+    plan = await messages.plan_request(config, body, background=reason is not None)
+    plan.background = reason is not None
+    if reason == "probe":
+        return await messages.probe(config, request, plan)
+    async with config.gate.hold(background=plan.background):
+        if plan.client_stream:
+            return await messages.stream(config, request, plan)
+        return await messages.complete(config, request, plan)
 
 
 async def count_tokens(request: web.Request) -> web.Response:

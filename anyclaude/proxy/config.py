@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from anyclaude.backends.base import Backend, Endpoint, ToolCalls
+from anyclaude.proxy.background import Gate
 from anyclaude.proxy.stats import Stats
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.upstream import Upstream
@@ -21,6 +22,8 @@ class ProxyConfig:
     context_window: int | None = None
     max_output_tokens: int | None = None
     tool_calls: ToolCalls | None = None
+    small_model: str | None = None
+    """Model for background requests, on servers that switch models per request."""
     tokens: TokenCounter = field(default_factory=TokenCounter)
     stats: Stats = field(default_factory=Stats)
     ping_interval: float = 5.0
@@ -31,6 +34,7 @@ class ProxyConfig:
     header_grace: float = 0.5
     """How long to wait for the backend's status line before committing to a 200 stream."""
     max_body: int = MAX_BODY
+    gate: Gate = field(default_factory=Gate)
     upstream: Upstream = field(init=False)
 
     def __post_init__(self) -> None:

@@ -28,10 +28,13 @@ from anyclaude.translate.stream import StreamTranslator, accumulate, response_ch
 CHAT_PATH = "/chat/completions"
 
 
-async def plan_request(config: ProxyConfig, body: dict[str, Any]) -> Plan:
+async def plan_request(config: ProxyConfig, body: dict[str, Any], *,
+                       background: bool = False) -> Plan:
     """Translate, with `max_tokens` clamped to the context window (prompt size estimated,
     counted exactly when it comes close to the window)."""
     model = await config.upstream.model()
+    if background and config.small_model:
+        model = config.small_model
     window = config.context_window
     plan = to_openai(body, config.backend.dialect, model=model,
                      limits=Limits(max_output_tokens=config.max_output_tokens),
@@ -69,7 +72,30 @@ async def _open(config: ProxyConfig, plan: Plan) -> aiohttp.ClientResponse:
 
 def _record(config: ProxyConfig, plan: Plan, started: float) -> RequestRecord:
     return RequestRecord(mode=config.backend.name, model=plan.requested_model,
-                         stream=plan.client_stream, started=started)
+                         stream=plan.client_stream, started=started,
+                         background=plan.background)
+
+
+async def probe(config: ProxyConfig, request: web.Request, plan: Plan) -> web.StreamResponse:
+    """A `max_tokens: 1` probe, answered here: it checks that the API answers, and sending
+    it to the backend would cost a full prefill of its prompt."""
+    translator = StreamTranslator(plan)
+    events = translator.start() + translator.feed(
+        {"choices": [{"delta": {"content": "OK"}, "finish_reason": "length"}]}
+    ) + translator.finish()
+    record = _record(config, plan, time.monotonic())
+    record.stop_reason, record.prompt_tokens = "max_tokens", plan.prompt_tokens
+    config.stats.add(record)
+    if not plan.client_stream:
+        return web.json_response(accumulate(events), dumps=lambda o: orjson.dumps(o).decode(),
+                                 headers={"request-id": request["request_id"]})
+    response = web.StreamResponse(headers={
+        "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
+        "request-id": request["request_id"]})
+    await response.prepare(request)
+    await response.write(encode(events))
+    await _write_eof(response)
+    return response
 
 
 def _finish_record(config: ProxyConfig, record: RequestRecord, plan: Plan,

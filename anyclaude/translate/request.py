@@ -61,6 +61,7 @@ class Plan:
     start_in_thinking: bool
     notes: list[str] = field(default_factory=list)
     """What was dropped or changed, for debug output."""
+    background: bool = False
 
     @property
     def tool_names(self) -> frozenset[str]:
