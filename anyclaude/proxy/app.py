@@ -19,6 +19,7 @@ from aiohttp import web
 from anyclaude.proxy import messages, passthrough
 from anyclaude.proxy.background import classify
 from anyclaude.proxy.config import ProxyConfig
+from anyclaude.proxy.keys import REQUEST_ID
 from anyclaude.translate import ids
 from anyclaude.translate.errors import STATUS_TYPES, AnthropicError, invalid_request
 from anyclaude.translate.request import to_openai
@@ -58,7 +59,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Loopback Host only (DNS rebinding), no browser Origin (cross-site pages), the run's
     token on everything but /health; every answer carries a request-id."""
     request_id = ids.request_id()
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     try:
         host = request.headers.get("Host")
         if host is not None and not _LOOPBACK_HOST.match(host):
@@ -136,7 +137,7 @@ async def count_tokens(request: web.Request) -> web.Response:
                      model=None, tool_calls=config.tool_calls)
     count = await asyncio.get_running_loop().run_in_executor(None, config.tokens.count, plan.body)
     return web.json_response({"input_tokens": count},
-                             headers={"request-id": request["request_id"]})
+                             headers={"request-id": request[REQUEST_ID]})
 
 
 def _model_info(config: ProxyConfig) -> dict[str, Any]:
@@ -153,7 +154,7 @@ def _model_info(config: ProxyConfig) -> dict[str, Any]:
 async def list_models(request: web.Request) -> web.Response:
     info = _model_info(request.app[CONFIG])
     return web.json_response({"data": [info], "has_more": False, "first_id": info["id"],
-                              "last_id": info["id"]}, headers={"request-id": request["request_id"]})
+                              "last_id": info["id"]}, headers={"request-id": request[REQUEST_ID]})
 
 
 async def get_model(request: web.Request) -> web.Response:
@@ -162,7 +163,7 @@ async def get_model(request: web.Request) -> web.Response:
         raise AnthropicError(404, "not_found_error",
                              f"Model {request.match_info['model_id']!r} not found; this proxy "
                              f"serves {info['id']!r}.")
-    return web.json_response(info, headers={"request-id": request["request_id"]})
+    return web.json_response(info, headers={"request-id": request[REQUEST_ID]})
 
 
 async def health(request: web.Request) -> web.Response:

@@ -18,6 +18,7 @@ import orjson
 from aiohttp import web
 
 from anyclaude.proxy.config import ProxyConfig
+from anyclaude.proxy.keys import REQUEST_ID
 from anyclaude.proxy.stats import RequestRecord
 from anyclaude.translate import errors
 from anyclaude.translate.errors import AnthropicError
@@ -88,10 +89,10 @@ async def probe(config: ProxyConfig, request: web.Request, plan: Plan) -> web.St
     config.stats.add(record)
     if not plan.client_stream:
         return web.json_response(accumulate(events), dumps=lambda o: orjson.dumps(o).decode(),
-                                 headers={"request-id": request["request_id"]})
+                                 headers={"request-id": request[REQUEST_ID]})
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-        "request-id": request["request_id"]})
+        "request-id": request[REQUEST_ID]})
     await response.prepare(request)
     await response.write(encode(events))
     await _write_eof(response)
@@ -141,7 +142,7 @@ async def complete(config: ProxyConfig, request: web.Request, plan: Plan) -> web
         _finish_record(config, record, plan, translator)
         config.stats.add(record)
     return web.json_response(message, dumps=lambda o: orjson.dumps(o).decode(),
-                             headers={"request-id": request["request_id"]})
+                             headers={"request-id": request[REQUEST_ID]})
 
 
 async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.StreamResponse:
@@ -166,7 +167,7 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         raise
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache",
-        "request-id": request["request_id"]})
+        "request-id": request[REQUEST_ID]})
     upstream: aiohttp.ClientResponse | None = None
     try:
         await response.prepare(request)

@@ -16,8 +16,10 @@ from typing import Any
 import orjson
 
 
-@dataclass(frozen=True)
+@dataclass
 class AnthropicError(Exception):
+    """An error in Anthropic's shape (a mutable dataclass: exceptions get tracebacks set)."""
+
     status: int
     type: str
     message: str

@@ -1,0 +1,122 @@
+"""The model's context window: sizes Claude Code's auto-compaction and output budget.
+
+Order: the setting; what the server reports (LM Studio's native API, vLLM's `/v1/models`,
+llama.cpp's `/props`, all asked at once since an `openai` endpoint can be any of them);
+the local model folder's `config.json`; the backend declaration's default; else unknown.
+Every request is bounded (2 s), so a silent server never holds up the launch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from anyclaude.backends.base import Backend, Endpoint
+from anyclaude.backends.net import server_root
+from anyclaude.proxy.tokens import find_tokenizer
+
+PROBE_TIMEOUT_S = 2.0
+
+
+async def context_window(backend: Backend, endpoint: Endpoint,
+                         configured: int | None) -> int | None:
+    """The context window in tokens, or None when nothing says."""
+    if configured:
+        return configured
+    if backend.protocol == "openai":
+        found = await from_server(endpoint)
+        if found:
+            return found
+    if backend.tokenizer_hint:
+        found = from_model_folder(endpoint.model)
+        if found:
+            return found
+    return backend.context_window
+
+
+def _positive(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
+
+
+def _entry(data: Any, model: str | None) -> dict[str, Any]:
+    """The `data` entry for `model`, else the first loaded one, else the first ({} if none)."""
+    listed = data.get("data") if isinstance(data, dict) else None
+    entries = [e for e in listed if isinstance(e, dict)] if isinstance(listed, list) else []
+    ranked = [e for e in entries if model and e.get("id") == model]
+    ranked += [e for e in entries if e.get("state") == "loaded"] + entries
+    return ranked[0] if ranked else {}
+
+
+def _lmstudio(data: Any, model: str | None) -> int | None:
+    entry = _entry(data, model)
+    return _positive(entry.get("loaded_context_length")) or \
+        _positive(entry.get("max_context_length"))
+
+
+def _vllm(data: Any, model: str | None) -> int | None:
+    return _positive(_entry(data, model).get("max_model_len"))
+
+
+def _llamacpp(data: Any, model: str | None) -> int | None:
+    if not isinstance(data, dict):
+        return None
+    settings = data.get("default_generation_settings")
+    nested = settings.get("n_ctx") if isinstance(settings, dict) else None
+    return _positive(nested) or _positive(data.get("n_ctx"))
+
+
+async def from_server(endpoint: Endpoint) -> int | None:
+    """Ask the server, in the shapes the servers we know use; the first answer wins in the
+    order LM Studio, vLLM, llama.cpp."""
+    root, base = server_root(endpoint.url), endpoint.url.rstrip("/")
+    probes: list[tuple[str, Callable[[Any, str | None], int | None]]] = [
+        (root + "/api/v0/models", _lmstudio),
+        (base + "/models", _vllm),
+        (root + "/props", _llamacpp),
+    ]
+    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
+    timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
+    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
+
+        async def probe(url: str, read: Callable[[Any, str | None], int | None]) -> int | None:
+            try:
+                async with session.get(url) as resp:
+                    if resp.status != 200:
+                        return None
+                    return read(await resp.json(content_type=None), endpoint.model)
+            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+                return None
+
+        calls: list[Awaitable[int | None]] = [probe(url, read) for url, read in probes]
+        try:
+            results = await asyncio.wait_for(asyncio.gather(*calls), PROBE_TIMEOUT_S + 0.5)
+        except TimeoutError:
+            return None
+    return next((r for r in results if r), None)
+
+
+def from_model_folder(model: str | None) -> int | None:
+    """`max_position_embeddings` from a local model folder's (or cached Hub model's)
+    `config.json`, also inside `text_config` (multimodal models)."""
+    if not model:
+        return None
+    folder = Path(model).expanduser()
+    if not (folder / "config.json").is_file():
+        tokenizer = find_tokenizer(model)
+        if tokenizer is None:
+            return None
+        folder = tokenizer.parent
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(config, dict):
+        return None
+    text = config.get("text_config")
+    nested = text.get("max_position_embeddings") if isinstance(text, dict) else None
+    return _positive(config.get("max_position_embeddings")) or _positive(nested)

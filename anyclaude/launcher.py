@@ -1,0 +1,274 @@
+"""One anyclaude run: the backend (reused or started), the proxy in this process's event loop,
+and Claude Code as a child process with the environment that points it at the proxy.
+
+Signals: while Claude Code runs, Ctrl-C is its business (anyclaude keeps serving), and
+SIGTERM/SIGHUP are passed on to it; before it starts, or in proxy-only mode, any of them
+stops the run. Every way out goes through one `finally` that stops the proxy and whatever
+the supervisor started. anyclaude exits with Claude Code's exit code.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import shlex
+import shutil
+import signal
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+from rich.console import Console
+from rich.markup import escape
+
+from anyclaude import discovery
+from anyclaude.proxy.app import TOKEN_HEADER
+from anyclaude.proxy.background import BACKGROUND_MODEL
+from anyclaude.proxy.config import ProxyConfig
+from anyclaude.proxy.server import ProxyServer
+from anyclaude.proxy.tokens import TokenCounter, find_tokenizer
+from anyclaude.settings import Settings
+from anyclaude.supervisor import GRACE_S, Supervisor, die_with_parent, terminate, tree
+
+__all__ = ["BACKGROUND_MODEL", "LaunchError", "claude_env", "find_claude", "proxy_config", "run"]
+
+INSTALL_HINT = "install it with `npm install -g @anthropic-ai/claude-code`"
+API_TIMEOUT_MS = "3600000"
+"""An hour: a cold 30k-token prefill on a laptop can take minutes."""
+MAX_OUTPUT_CAP = 32000
+MODEL_VARS = ("ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL")
+HAIKU_VAR = "ANTHROPIC_DEFAULT_HAIKU_MODEL"
+HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+class LaunchError(Exception):
+    """Claude Code or the proxy could not be started; the message is for the user."""
+
+    exit_code = 1
+
+
+def find_claude(configured: str | None, environ: Mapping[str, str]) -> str:
+    """The `claude` executable: the setting (a path or a name on PATH), else PATH."""
+    search = environ.get("PATH", os.defpath)
+    if configured:
+        candidate = Path(configured).expanduser()
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+        found = shutil.which(configured, path=search)
+        if found:
+            return found
+        raise LaunchError(f"ANYCLAUDE_CLAUDE_PATH (claude_path) is {configured!r}, which is not "
+                          f"an executable; fix it, or unset it and {INSTALL_HINT}.")
+    found = shutil.which("claude", path=search)
+    if not found:
+        raise LaunchError(f"Claude Code (`claude`) is not on PATH; {INSTALL_HINT}, or set "
+                          "ANYCLAUDE_CLAUDE_PATH to its path.")
+    return found
+
+
+def max_output_tokens(configured: int | None, window: int | None) -> int | None:
+    """The setting, else a quarter of the window (at most 32000), else unknown."""
+    if configured:
+        return configured
+    return min(MAX_OUTPUT_CAP, window // 4) if window else None
+
+
+def passthrough(settings: Settings) -> bool:
+    """Anthropic-speaking upstreams get the user's own credentials and model names."""
+    return settings.backend.protocol == "anthropic"
+
+
+def claude_env(settings: Settings, proxy_url: str, window: int | None,
+               environ: Mapping[str, str]) -> dict[str, str]:
+    """Claude Code's environment: the user's, pointed at the proxy, sized to the model."""
+    env = dict(environ)
+    env["ANTHROPIC_BASE_URL"] = proxy_url
+    token = settings.proxy_token
+    if passthrough(settings):
+        headers = [line for line in env.get("ANTHROPIC_CUSTOM_HEADERS", "").splitlines()
+                   if line.strip() and not line.lower().startswith(TOKEN_HEADER + ":")]
+        env["ANTHROPIC_CUSTOM_HEADERS"] = "\n".join([*headers, f"{TOKEN_HEADER}: {token}"])
+    else:
+        env["ANTHROPIC_API_KEY"] = token
+        env.pop("ANTHROPIC_AUTH_TOKEN", None)  # it would win over the key
+        model = settings.endpoint.model or f"anyclaude-{settings.mode}"
+        for var in MODEL_VARS:
+            env[var] = env.get(var) or model
+        # The proxy recognises background work by this name and routes it to `small_model`.
+        env[HAIKU_VAR] = env.get(HAIKU_VAR) or BACKGROUND_MODEL
+    env.setdefault("CLAUDE_CODE_ATTRIBUTION_HEADER", "0")
+    env.setdefault("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
+    env.setdefault("API_TIMEOUT_MS", API_TIMEOUT_MS)
+    output = max_output_tokens(settings["max_output_tokens"], window)
+    if output:
+        env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(output)
+    if window:
+        env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(window)
+    return env
+
+
+def proxy_config(settings: Settings, window: int | None) -> ProxyConfig:
+    endpoint = settings.endpoint
+    tokenizer = find_tokenizer(endpoint.model) if settings.backend.tokenizer_hint else None
+    return ProxyConfig(backend=settings.backend, endpoint=endpoint, token=settings.proxy_token,
+                       context_window=window, max_output_tokens=settings["max_output_tokens"],
+                       tool_calls=settings["tool_calls"], small_model=settings["small_model"],
+                       tokens=TokenCounter(tokenizer))
+
+
+def connection_lines(settings: Settings, url: str) -> list[str]:
+    """What proxy-only mode prints on stdout: the URL line first, then how to use it."""
+    token = settings.proxy_token
+    if passthrough(settings):
+        credentials = "ANTHROPIC_CUSTOM_HEADERS=" + shlex.quote(f"{TOKEN_HEADER}: {token}")
+    else:
+        credentials = "ANTHROPIC_API_KEY=" + shlex.quote(token)
+    return [f"[anyclaude] Proxy URL: {url}", f"[anyclaude] Token: {token}",
+            f"export ANTHROPIC_BASE_URL={url} {credentials}"]
+
+
+class _Signals:
+    """SIGINT/SIGTERM/SIGHUP for the whole run (see the module docstring)."""
+
+    def __init__(self, task: asyncio.Task[Any]) -> None:
+        self.loop = asyncio.get_running_loop()
+        self.task = task
+        self.child: asyncio.subprocess.Process | None = None
+        self.received: int | None = None
+        self.serving = False
+        self.leaving = False
+
+    def __enter__(self) -> _Signals:
+        for sig in HANDLED_SIGNALS:
+            self.loop.add_signal_handler(sig, self._on, sig)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for sig in HANDLED_SIGNALS:
+            self.loop.remove_signal_handler(sig)
+
+    def _on(self, sig: int) -> None:
+        child = self.child
+        if child is not None:
+            if sig != signal.SIGINT and child.returncode is None:
+                child.send_signal(sig)
+                self.loop.call_later(GRACE_S, _kill, child)
+            return
+        if not self.leaving and self.received is None:
+            self.received = sig
+            self.task.cancel()
+
+
+def _kill(child: asyncio.subprocess.Process) -> None:
+    if child.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            child.kill()
+
+
+def _exit_code(code: int) -> int:
+    return 128 - code if code < 0 else code
+
+
+async def _run_claude(claude: str, args: Sequence[str], env: Mapping[str, str],
+                      signals: _Signals) -> int:
+    """Claude Code on the user's terminal; returns its exit code (128+N for signal N)."""
+    try:
+        child = await asyncio.create_subprocess_exec(
+            claude, *args, env=dict(env), preexec_fn=die_with_parent(signal.SIGTERM))
+    except OSError as exc:
+        raise LaunchError(f"Could not run Claude Code at {claude} ({exc.strerror}); "
+                          f"{INSTALL_HINT}, or set ANYCLAUDE_CLAUDE_PATH.") from exc
+    signals.child = child
+    try:
+        return _exit_code(await child.wait())
+    finally:
+        if child.returncode is None:  # anyclaude is leaving first
+            with contextlib.suppress(psutil.NoSuchProcess):
+                terminate(tree(psutil.Process(child.pid)))
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(child.wait(), GRACE_S)
+
+
+async def _start_proxy(proxy: ProxyServer) -> str:
+    try:
+        return await proxy.start()
+    except OSError as exc:
+        raise LaunchError(f"The proxy could not listen on 127.0.0.1:{proxy.port} "
+                          f"({exc.strerror}); choose another --port (ANYCLAUDE_PORT), or 0 for "
+                          "any free port.") from exc
+
+
+def configure_logging(debug: int, log_dir: Path, to_stderr: bool) -> Path | None:
+    """ANYCLAUDE_DEBUG≥1: anyclaude's log on stderr (proxy-only) or in a file, so that it
+    does not scribble over Claude Code's screen."""
+    if debug < 1:
+        return None
+    logger = logging.getLogger("anyclaude")
+    logger.setLevel(logging.INFO if debug == 1 else logging.DEBUG)
+    path = None
+    if to_stderr:
+        handler: logging.Handler = logging.StreamHandler()
+    else:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        path = log_dir / "anyclaude.log"
+        handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return path
+
+
+async def run(settings: Settings, claude_args: Sequence[str],
+              environ: Mapping[str, str] | None = None, console: Console | None = None) -> int:
+    """The whole run; returns the process exit code."""
+    env = dict(os.environ if environ is None else environ)
+    console = console or Console(stderr=True, highlight=False, soft_wrap=True)
+    proxy_only = bool(settings["proxy_only"])
+    claude = None if proxy_only else find_claude(settings["claude_path"], env)
+    log_dir = settings.state_dir / "logs"
+    debug_log = configure_logging(settings["debug"] or 0, log_dir, to_stderr=proxy_only)
+    if debug_log:
+        console.print(f"[anyclaude] Debug log: {escape(str(debug_log))}")
+    supervisor = Supervisor(settings.backend, settings.endpoint, settings.backend_options(),
+                            log_dir=log_dir, startup_timeout=settings["startup_timeout"],
+                            console=console)
+    task = asyncio.current_task()
+    assert task is not None
+    proxy: ProxyServer | None = None
+    watcher: asyncio.Task[None] | None = None
+    with _Signals(task) as signals:
+        try:
+            await supervisor.ensure()
+            window = await discovery.context_window(settings.backend, settings.endpoint,
+                                                    settings["context_window"])
+            proxy = ProxyServer(proxy_config(settings, window), settings["port"])
+            url = await _start_proxy(proxy)
+            watcher = asyncio.create_task(supervisor.watch(
+                lambda message: console.print(f"[anyclaude] {escape(message)}")))
+            if claude is None:
+                for line in connection_lines(settings, url):
+                    print(line, flush=True)
+                console.print("[anyclaude] Serving until Ctrl-C.")
+                signals.serving = True
+                await asyncio.Event().wait()
+            assert claude is not None
+            return await _run_claude(claude, claude_args, claude_env(settings, url, window, env),
+                                     signals)
+        except asyncio.CancelledError:
+            if signals.received is None:
+                raise
+            task.uncancel()
+            return 0 if signals.serving else 128 + signals.received
+        finally:
+            signals.leaving = True
+            try:
+                if watcher is not None:
+                    watcher.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await watcher
+                if proxy is not None:
+                    await proxy.stop()
+            finally:
+                supervisor.stop()

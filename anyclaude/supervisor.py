@@ -1,0 +1,391 @@
+"""Backend servers: reuse a healthy one, else start it from its declaration's `LaunchPlan`,
+wait until the model really answers, notice a crash, and stop everything anyclaude started.
+
+A server anyclaude starts runs in its own session (the terminal's Ctrl-C belongs to Claude
+Code, not to it) and, on Linux, with PR_SET_PDEATHSIG, so it dies with anyclaude even when
+anyclaude is SIGKILLed. A server that was already running is never stopped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ctypes
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import psutil
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from anyclaude.backends.base import Backend, Endpoint, LaunchPlan
+from anyclaude.backends.net import host_port, server_root
+
+GRACE_S = 5.0
+"""Seconds between SIGTERM and SIGKILL when stopping a process tree."""
+PROBE_TIMEOUT_S = 2.0
+POLL_S = 0.2
+TAIL_LINES = 15
+COMMAND_TIMEOUT_S = 60.0
+"""Limit for one-shot stop commands (`lms server stop`)."""
+LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+PR_SET_PDEATHSIG = 1
+
+
+class BackendError(Exception):
+    """The backend could not be reached, started or confirmed; the message is for the user,
+    `log_tail` (possibly empty) is shown beneath it."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, log_tail: str = "") -> None:
+        super().__init__(message)
+        self.log_tail = log_tail
+
+
+def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
+    """A `preexec_fn` that makes the child receive `sig` when anyclaude dies (Linux only).
+
+    The kernel fires it when the *thread* that forked the child exits, so spawn from the
+    main thread (the event loop's), never from a worker thread."""
+    if not sys.platform.startswith("linux"):
+        return None
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+        if os.getppid() != parent:  # anyclaude died before prctl took effect
+            os.kill(os.getpid(), sig)
+
+    return preexec
+
+
+def tree(proc: psutil.Process) -> list[psutil.Process]:
+    """A process and all its descendants (empty when it is gone)."""
+    try:
+        return [proc, *proc.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
+
+
+def terminate(procs: Iterable[psutil.Process], grace: float = GRACE_S) -> list[psutil.Process]:
+    """SIGTERM every process, SIGKILL what is left after `grace` seconds, reap; return the
+    processes still alive after that (normally none)."""
+    unique = {p.pid: p for p in procs}
+    alive = list(unique.values())
+    for sig_send in (psutil.Process.terminate, psutil.Process.kill):
+        for proc in alive:
+            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
+                sig_send(proc)
+        _, alive = psutil.wait_procs(alive, timeout=grace)
+        if not alive:
+            break
+    return alive
+
+
+def port_in_use(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+def missing_model_folder(model: str | None) -> Path | None:
+    """The folder a model setting names when it looks like a local path that does not exist
+    (a Hub id is `owner/name`: one slash, no leading `/`, `.` or `~`)."""
+    if not model:
+        return None
+    looks_local = model.startswith(("/", ".", "~")) or model.count("/") > 1 or "\\" in model
+    path = Path(model).expanduser()
+    return path if looks_local and not path.is_dir() else None
+
+
+def describe_exit(code: int) -> str:
+    if code < 0:
+        with contextlib.suppress(ValueError):
+            return f"signal {signal.Signals(-code).name}"
+        return f"signal {-code}"
+    return f"code {code}"
+
+
+def log_tail(path: Path | None, lines: int = TAIL_LINES) -> str:
+    if path is None:
+        return ""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(handle.tell() - 16384, 0))
+            text = handle.read().decode("utf-8", "replace")
+    except OSError:
+        return ""
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class Supervisor:
+    """One backend's lifecycle for one anyclaude run: `await ensure()`, `watch()`, `stop()`."""
+
+    def __init__(self, backend: Backend, endpoint: Endpoint, options: Mapping[str, str | None],
+                 *, log_dir: Path, startup_timeout: float, console: Console,
+                 grace: float = GRACE_S) -> None:
+        self.backend = backend
+        self.endpoint = endpoint
+        self.options = options
+        self.log_dir = log_dir
+        self.startup_timeout = startup_timeout
+        self.console = console
+        self.grace = grace
+        self.process: psutil.Popen | None = None
+        self.log_path: Path | None = None
+        self.reused = False
+        self._stop_commands: list[list[str]] = []
+        self._known: dict[int, psutil.Process] = {}
+        self._stopping = False
+        self._log: IO[bytes] | None = None
+
+    @property
+    def name(self) -> str:
+        return f"the {self.backend.name} server"
+
+    @property
+    def health_url(self) -> str:
+        base = server_root(self.endpoint.url) if self.backend.health_is_absolute \
+            else self.endpoint.url.rstrip("/")
+        return base + self.backend.health_path
+
+    def _headers(self) -> dict[str, str]:
+        key = self.endpoint.api_key
+        return {"Authorization": f"Bearer {key}"} if key else {}
+
+    def say(self, message: str) -> None:
+        self.console.print(f"[anyclaude] {escape(message)}")
+
+    # -- start-up ---------------------------------------------------------------------------
+
+    async def ensure(self) -> None:
+        """Make sure a healthy backend answers at the endpoint, starting it when needed."""
+        if not self.backend.local:
+            return
+        async with aiohttp.ClientSession() as session:
+            problem = await self._probe(session)
+            if problem is None:
+                self.reused = True
+                self.say(f"Using {self.name} already running at {self.endpoint.url}.")
+                await self._wait_ready(session, time.monotonic() + self.startup_timeout)
+                return
+            plan = self._plan(problem)
+            deadline = time.monotonic() + self.startup_timeout
+            await self._launch(plan, deadline)
+            await self._wait_ready(session, deadline)
+
+    async def _probe(self, session: aiohttp.ClientSession) -> str | None:
+        """None when the health URL answers 200, else what went wrong, in a few words."""
+        try:
+            async with session.get(self.health_url, headers=self._headers(),
+                                   timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)) as resp:
+                await resp.read()
+                return None if resp.status == 200 else f"HTTP {resp.status}"
+        except TimeoutError:
+            return f"no answer within {PROBE_TIMEOUT_S:.0f} s"
+        except (aiohttp.ClientError, OSError) as exc:
+            return "connection refused" if isinstance(exc, aiohttp.ClientConnectorError) \
+                else type(exc).__name__
+
+    def _plan(self, problem: str) -> LaunchPlan:
+        """The launch plan for a server that is down, or the reason anyclaude cannot start it."""
+        url, hint = self.endpoint.url, self.backend.start_hint
+        plan = self.backend.start(self.endpoint, self.options) if self.backend.start else None
+        host, port = host_port(url)
+        if plan is None or host not in LOOPBACK:
+            raise BackendError(f"{self.name.capitalize()} is not running at {url} "
+                               f"({self.health_url}: {problem}); {hint}.")
+        if problem != "connection refused" and port_in_use(host, port):
+            raise BackendError(f"Port {port} is in use by something that is not a healthy "
+                               f"{self.backend.name} server ({self.health_url}: {problem}); stop "
+                               f"it or point {self.backend.url_setting} at a free port.")
+        if plan.argv and self.backend.tokenizer_hint:
+            missing = missing_model_folder(self.endpoint.model)
+            if missing is not None:
+                raise BackendError(f"{self.backend.model_setting} names the folder {missing}, "
+                                   "which does not exist; point it at a model folder or a "
+                                   "Hugging Face model id.")
+        return plan
+
+    async def _launch(self, plan: LaunchPlan, deadline: float) -> None:
+        _, port = host_port(self.endpoint.url)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.log_dir / f"{self.backend.name}-{port}.log"
+        self._log = self.log_path.open("wb")
+        self.say(f"Starting {self.name} (log: {self.log_path}).")
+        self._stop_commands = [list(c) for c in plan.stop_commands]
+        for command in plan.setup_commands:
+            await self._run_setup(list(command), deadline)
+        if plan.argv:
+            argv = list(plan.argv)
+            self._log.write(f"$ {shlex.join(argv)}\n".encode())
+            self._log.flush()
+            try:
+                self.process = psutil.Popen(
+                    argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                    env={"PYTHONUNBUFFERED": "1", **os.environ, **plan.env},
+                    start_new_session=True,
+                    preexec_fn=die_with_parent())
+            except OSError as exc:
+                raise BackendError(f"Could not run {argv[0]} to start {self.name} "
+                                   f"({exc.strerror}); install it or fix the "
+                                   f"{self.backend.name} settings.") from exc
+
+    async def _run_setup(self, command: list[str], deadline: float) -> None:
+        assert self._log is not None
+        self._log.write(f"$ {shlex.join(command)}\n".encode())
+        self._log.flush()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
+                start_new_session=True)
+        except OSError as exc:
+            raise BackendError(f"Could not run {command[0]} ({exc.strerror}); "
+                               f"{self.backend.start_hint}.") from exc
+        try:
+            code = await asyncio.wait_for(proc.wait(), max(deadline - time.monotonic(), 0.1))
+        except TimeoutError as exc:
+            raise self._timeout(f"`{shlex.join(command)}` still running") from exc
+        finally:
+            if proc.returncode is None:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    terminate(tree(psutil.Process(proc.pid)), self.grace)
+        if code != 0:
+            raise BackendError(f"`{shlex.join(command)}` failed with {describe_exit(code)}; its "
+                               f"output is below (full log: {self.log_path}).",
+                               log_tail(self.log_path))
+
+    def _check_alive(self) -> None:
+        if self.process is not None and (code := self.process.poll()) is not None:
+            raise BackendError(f"{self.name.capitalize()} exited with {describe_exit(code)} "
+                               f"while starting; its last log lines are below (full log: "
+                               f"{self.log_path}).", log_tail(self.log_path))
+
+    def _timeout(self, last: str) -> BackendError:
+        where = f"see its log {self.log_path}" if self.log_path else f"check {self.endpoint.url}"
+        return BackendError(f"{self.name.capitalize()} was not ready after "
+                            f"{self.startup_timeout:g} s ({last}); {where}, or raise "
+                            "ANYCLAUDE_STARTUP_TIMEOUT.", log_tail(self.log_path))
+
+    async def _wait_ready(self, session: aiohttp.ClientSession, deadline: float) -> None:
+        """Poll health (and, where the declaration asks, a 1-token completion) until the
+        model answers, the process exits, or the deadline passes; show progress meanwhile."""
+        owned = self.log_path is not None
+        if not owned and not self.backend.confirm_with_generation:
+            return
+        started = time.monotonic()
+        with self._progress() as update:
+            update(f"Starting {self.name}")
+            while (problem := await self._probe(session)) is not None:
+                self._check_alive()
+                if time.monotonic() > deadline:
+                    raise self._timeout(f"{self.health_url}: {problem}")
+                await asyncio.sleep(POLL_S)
+            if self.backend.confirm_with_generation and self.backend.protocol == "openai":
+                update("Loading the model (waiting for a 1-token answer)")
+                await self._confirm(session, deadline)
+        self.say(f"{self.name.capitalize()} is ready ({time.monotonic() - started:.1f} s).")
+
+    @contextlib.contextmanager
+    def _progress(self) -> Iterator[Callable[[str], None]]:
+        columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
+        with Progress(*columns, console=self.console, transient=True) as progress:
+            task = progress.add_task("", total=None)
+            yield lambda phase: progress.update(task, description=phase)
+
+    async def _confirm(self, session: aiohttp.ClientSession, deadline: float) -> None:
+        """mlx-lm's /health answers before the model is loaded: wait for a real answer."""
+        dialect = self.backend.dialect
+        body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}],
+                                dialect.max_tokens_param: 1, "stream": False}
+        if dialect.model_field != "omit" and self.endpoint.model:
+            body["model"] = self.endpoint.model
+        url = self.endpoint.url.rstrip("/") + "/chat/completions"
+        last = "no answer yet"
+        while True:
+            request = asyncio.ensure_future(self._post(session, url, body))
+            try:
+                while not request.done():
+                    await asyncio.wait({request}, timeout=POLL_S)
+                    self._check_alive()
+                    if time.monotonic() > deadline:
+                        raise self._timeout(f"1-token test request: {last}")
+            finally:
+                request.cancel()
+            try:
+                status, text = request.result()
+            except (aiohttp.ClientError, OSError) as exc:
+                status, text = 0, type(exc).__name__
+            if status == 200:
+                return
+            last = f"HTTP {status}: {text[:200]}" if status else text
+            if 400 <= status < 500:
+                raise BackendError(f"{self.name.capitalize()} answered a 1-token test request "
+                                   f"with {last}; check the model setting "
+                                   f"({self.backend.model_setting}).", log_tail(self.log_path))
+            await asyncio.sleep(POLL_S)
+
+    async def _post(self, session: aiohttp.ClientSession, url: str,
+                    body: dict[str, Any]) -> tuple[int, str]:
+        async with session.post(url, json=body, headers=self._headers()) as resp:
+            return resp.status, await resp.text(errors="replace")
+
+    # -- running and stopping ---------------------------------------------------------------
+
+    async def watch(self, notify: Callable[[str], None]) -> None:
+        """Until the started server exits: remember its descendants (so `stop` finds them even
+        after re-parenting); when it exits on its own, tell the user once."""
+        if self.process is None:
+            return
+        while (code := self.process.poll()) is None:
+            for proc in tree(self.process)[1:]:
+                self._known.setdefault(proc.pid, proc)
+            await asyncio.sleep(0.5)
+        if not self._stopping:
+            notify(f"{self.name.capitalize()} exited unexpectedly ({describe_exit(code)}); "
+                   f"requests fail until anyclaude is restarted; log: {self.log_path}")
+
+    def _group(self) -> list[psutil.Process]:
+        """Every process in the started server's process group (daemonised children too)."""
+        assert self.process is not None
+        members = []
+        for proc in psutil.process_iter():
+            with contextlib.suppress(OSError, psutil.Error):
+                if os.getpgid(proc.pid) == self.process.pid:
+                    members.append(proc)
+        return members
+
+    def stop(self) -> None:
+        """Stop what this run started: the server's whole tree (TERM, then KILL after the grace
+        period), then the plan's stop commands. A reused server is left alone."""
+        self._stopping = True
+        if self.process is not None:
+            procs = [*tree(self.process), *self._group(), *self._known.values()]
+            terminate([p for p in procs if p.pid != os.getpid()], self.grace)
+        for command in self._stop_commands:
+            try:
+                subprocess.run(command, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT,
+                               stdout=self._log or subprocess.DEVNULL,
+                               timeout=COMMAND_TIMEOUT_S, check=False)
+            except (OSError, subprocess.SubprocessError) as exc:
+                self.say(f"Could not run `{shlex.join(command)}` ({exc}); stop {self.name} "
+                         "by hand.")
+        self._stop_commands = []
+        if self._log is not None:
+            self._log.close()
+            self._log = None
