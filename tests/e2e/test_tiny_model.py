@@ -25,15 +25,11 @@ from tests.support import tiny_model as tm
 from tests.support.mlx_server import (
     MlxServer,
     MlxServerError,
-    mlx_available,
     port_open,
     running_mlx_server,
 )
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(not mlx_available(), reason="mlx-lm (with an mlx backend) not installed"),
-]
+pytestmark = [pytest.mark.e2e]
 
 TOOLS: list[dict[str, Any]] = [
     {

@@ -99,7 +99,7 @@ def test_browser_origin_is_refused(served: tuple[ScriptedBackend, ThreadedProxy]
 
 def test_bodies_up_to_32_mb_are_accepted_and_larger_ones_get_413(
         served: tuple[ScriptedBackend, ThreadedProxy]) -> None:
-    backend, proxy = served
+    _, proxy = served
     big = {**BODY, "messages": [{"role": "user", "content": "x" * (5 * 1024 * 1024)}]}
     assert httpx.post(proxy.url + "/v1/messages", json=big, headers=AUTH,
                       timeout=60).status_code == 200

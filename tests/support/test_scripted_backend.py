@@ -35,10 +35,10 @@ from tests.support.scripted_backend import (
     vllm_context_overflow,
 )
 
-FIXTURES = Path("/work/shared/fixtures")
-MLX = FIXTURES / "mlx-lm-0.32.2" / "scripted"
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+"""Raw HTTP exchanges captured from mlx-lm 0.32.2 and mlx-textgen 0.2.1 (tiny prompts)."""
+MLX = FIXTURES / "mlx-lm-0.32.2"
 TEXTGEN = FIXTURES / "mlx-textgen-0.2.1"
-needs_fixtures = pytest.mark.skipif(not MLX.is_dir(), reason="captures not available")
 
 CHAT = [{"role": "user", "content": "Hi"}]
 WEATHER_ARGS = '{"city": "Paris"}'
@@ -137,7 +137,6 @@ def mlx() -> Iterator[ScriptedBackend]:
 # --------------------------------------------------------------------------- mlx-lm captures
 
 
-@needs_fixtures
 @pytest.mark.parametrize(
     ("name", "reply"),
     [
@@ -172,7 +171,6 @@ def test_mlx_lm_generation_matches_capture(mlx: ScriptedBackend, name: str, repl
     assert mask(got) == mask(expected)
 
 
-@needs_fixtures
 @pytest.mark.parametrize(
     "name",
     [
@@ -248,7 +246,6 @@ def test_mlx_lm_reasoning_and_whole_calls(mlx: ScriptedBackend) -> None:
 # --------------------------------------------------------------------------- mlx-textgen captures
 
 
-@needs_fixtures
 @pytest.mark.parametrize(
     ("name", "reply"),
     [
