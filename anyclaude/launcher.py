@@ -22,7 +22,6 @@ from typing import Any
 
 import psutil
 from rich.console import Console
-from rich.markup import escape
 
 from anyclaude import discovery
 from anyclaude.proxy.app import TOKEN_HEADER
@@ -31,7 +30,7 @@ from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.server import ProxyServer
 from anyclaude.proxy.tokens import TokenCounter, find_tokenizer
 from anyclaude.settings import Settings
-from anyclaude.supervisor import GRACE_S, Supervisor, die_with_parent, terminate, tree
+from anyclaude.supervisor import GRACE_S, Supervisor, die_with_parent, note, terminate, tree
 
 __all__ = ["BACKGROUND_MODEL", "LaunchError", "claude_env", "find_claude", "proxy_config", "run"]
 
@@ -230,7 +229,7 @@ async def run(settings: Settings, claude_args: Sequence[str],
     log_dir = settings.state_dir / "logs"
     debug_log = configure_logging(settings["debug"] or 0, log_dir, to_stderr=proxy_only)
     if debug_log:
-        console.print(f"[anyclaude] Debug log: {escape(str(debug_log))}")
+        note(console, f"Debug log: {debug_log}")
     supervisor = Supervisor(settings.backend, settings.endpoint, settings.backend_options(),
                             log_dir=log_dir, startup_timeout=settings["startup_timeout"],
                             console=console)
@@ -246,11 +245,11 @@ async def run(settings: Settings, claude_args: Sequence[str],
             proxy = ProxyServer(proxy_config(settings, window), settings["port"])
             url = await _start_proxy(proxy)
             watcher = asyncio.create_task(supervisor.watch(
-                lambda message: console.print(f"[anyclaude] {escape(message)}")))
+                lambda message: note(console, message)))
             if claude is None:
                 for line in connection_lines(settings, url):
                     print(line, flush=True)
-                console.print("[anyclaude] Serving until Ctrl-C.")
+                note(console, "Serving until Ctrl-C.")
                 signals.serving = True
                 await asyncio.Event().wait()
             assert claude is not None

@@ -25,7 +25,6 @@ from typing import IO, Any
 import aiohttp
 import psutil
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from anyclaude.backends.base import Backend, Endpoint, LaunchPlan
@@ -112,6 +111,11 @@ def missing_model_folder(model: str | None) -> Path | None:
     return path if looks_local and not path.is_dir() else None
 
 
+def note(console: Console, message: str) -> None:
+    """One `[anyclaude] ...` line on anyclaude's console (stderr), taken literally."""
+    console.print(f"[anyclaude] {message}", markup=False)
+
+
 def describe_exit(code: int) -> str:
     if code < 0:
         with contextlib.suppress(ValueError):
@@ -169,7 +173,7 @@ class Supervisor:
         return {"Authorization": f"Bearer {key}"} if key else {}
 
     def say(self, message: str) -> None:
-        self.console.print(f"[anyclaude] {escape(message)}")
+        note(self.console, message)
 
     # -- start-up ---------------------------------------------------------------------------
 
@@ -303,6 +307,9 @@ class Supervisor:
 
     @contextlib.contextmanager
     def _progress(self) -> Iterator[Callable[[str], None]]:
+        if not self.console.is_terminal:  # a log file gets the start and ready lines only
+            yield lambda phase: None
+            return
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         with Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task("", total=None)

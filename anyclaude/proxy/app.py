@@ -117,10 +117,13 @@ async def read_json(request: web.Request) -> object:
 
 async def create_message(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG]
-    body = validate_messages_request(await read_json(request))
+    raw = await read_json(request)
+    if config.tracer is not None:
+        config.tracer.client_request(request[REQUEST_ID], request.method, request.path_qs,
+                                     request.headers, raw)
+    body = validate_messages_request(raw)
     reason = classify(body)
     plan = await messages.plan_request(config, body, background=reason is not None)
-    plan.background = reason is not None
     if reason == "probe":
         return await messages.probe(config, request, plan)
     async with config.gate.hold(background=plan.background):

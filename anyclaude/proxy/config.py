@@ -8,6 +8,7 @@ from anyclaude.backends.base import Backend, Endpoint, ToolCalls
 from anyclaude.proxy.background import Gate
 from anyclaude.proxy.stats import Stats
 from anyclaude.proxy.tokens import TokenCounter
+from anyclaude.proxy.trace import Tracer
 from anyclaude.proxy.upstream import Upstream
 
 MAX_BODY = 32 * 1024 * 1024
@@ -35,11 +36,15 @@ class ProxyConfig:
     """How long to wait for the backend's status line before committing to a 200 stream."""
     max_body: int = MAX_BODY
     gate: Gate = field(default_factory=Gate)
+    tracer: Tracer | None = None
+    """ANYCLAUDE_DEBUG output; None when debugging is off (nothing is recorded then)."""
     upstream: Upstream = field(init=False)
 
     def __post_init__(self) -> None:
         self.upstream = Upstream(self.backend, self.endpoint,
                                  auto_decompress=self.backend.protocol != "anthropic")
+        if self.tracer is not None:
+            self.stats.listeners.append(self.tracer.done)
 
     @property
     def backend_url(self) -> str:

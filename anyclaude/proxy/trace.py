@@ -1,0 +1,136 @@
+"""ANYCLAUDE_DEBUG: what the proxy did, at three levels of detail.
+
+1. one line per request: mode, model, prompt/cached/output tokens, time to first token,
+   duration, stop reason;
+2. also a summary of each translated request and of each answer;
+3. also full traces as JSONL (one object per step: the Anthropic request, the OpenAI
+   request, the raw upstream body, the Anthropic answer), credentials redacted.
+
+Lines go to a text stream (stderr in proxy-only mode, a log file when Claude Code owns the
+terminal). Nothing here runs when debugging is off: the proxy holds `None` instead.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from anyclaude.proxy.stats import RequestRecord
+
+SECRET_HEADERS = frozenset({"x-api-key", "authorization", "x-anyclaude-token", "cookie",
+                            "proxy-authorization"})
+REDACTED = "[redacted]"
+
+
+def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    return {str(k): (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
+
+
+def redact(value: Any, secrets: tuple[str, ...]) -> Any:
+    """Replace every occurrence of a secret in strings anywhere inside `value`."""
+    if isinstance(value, str):
+        for secret in secrets:
+            if secret and secret in value:
+                value = value.replace(secret, REDACTED)
+        return value
+    if isinstance(value, dict):
+        return {k: redact(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v, secrets) for v in value]
+    return value
+
+
+def request_line(record: RequestRecord) -> str:
+    ttft = f"{record.first_token_s:.2f}s" if record.first_token_s is not None else "-"
+    kind = "stream" if record.stream else "once"
+    tag = " background" if record.background else ""
+    outcome = record.stop_reason or (f"error {record.status}: {record.error}" if record.error
+                                     else "-")
+    return (f"[anyclaude] {record.mode} {record.model} {kind}{tag}: "
+            f"prompt {record.prompt_tokens} ({record.cached_tokens} cached), "
+            f"output {record.output_tokens}, ttft {ttft}, {record.duration_s:.2f}s, {outcome}")
+
+
+def request_summary(body: Mapping[str, Any], notes: list[str]) -> str:
+    messages = body.get("messages") or []
+    roles = "".join(str(m.get("role", "?"))[0] for m in messages)
+    tools = len(body.get("tools") or [])
+    limit = body.get("max_tokens", body.get("max_completion_tokens"))
+    text = (f"[anyclaude]   → upstream: {len(messages)} messages ({roles}), {tools} tools, "
+            f"max_tokens {limit}, stream {bool(body.get('stream'))}")
+    return text + "".join(f"\n[anyclaude]     note: {note}" for note in notes)
+
+
+def answer_summary(message: Mapping[str, Any]) -> str:
+    parts = []
+    for block in message.get("content") or []:
+        kind = block.get("type")
+        if kind == "text":
+            parts.append(f"text({len(block.get('text', ''))} chars)")
+        elif kind == "thinking":
+            parts.append(f"thinking({len(block.get('thinking', ''))} chars)")
+        elif kind == "tool_use":
+            parts.append(f"tool_use {block.get('name')}")
+    return (f"[anyclaude]   ← {', '.join(parts) or 'no content'}; "
+            f"stop_reason {message.get('stop_reason')}")
+
+
+class Tracer:
+    def __init__(self, level: int, stream: TextIO, trace_path: Path | None = None,
+                 secrets: tuple[str, ...] = ()) -> None:
+        self.level = level
+        self.stream = stream
+        self.trace_path = trace_path
+        self.secrets = tuple(s for s in secrets if s)
+        self._lock = threading.Lock()
+        self._file = None
+        if level >= 3 and trace_path is not None:
+            trace_path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = trace_path.open("ab")
+
+    def _line(self, text: str) -> None:
+        with self._lock:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+
+    def _record(self, request_id: str, step: str, data: Any) -> None:
+        if self._file is None:
+            return
+        entry = {"ts": time.time(), "request_id": request_id, "step": step,
+                 "data": redact(data, self.secrets)}
+        with self._lock:
+            self._file.write(orjson.dumps(entry) + b"\n")
+            self._file.flush()
+
+    def client_request(self, request_id: str, method: str, path: str,
+                       headers: Mapping[str, str], body: Any) -> None:
+        self._record(request_id, "client_request", {
+            "method": method, "path": path, "headers": redact_headers(headers), "body": body})
+
+    def upstream_request(self, request_id: str, url: str, body: Mapping[str, Any],
+                         notes: list[str]) -> None:
+        if self.level >= 2:
+            self._line(request_summary(body, notes))
+        self._record(request_id, "upstream_request", {"url": url, "body": body, "notes": notes})
+
+    def upstream_response(self, request_id: str, status: int, raw: bytes) -> None:
+        self._record(request_id, "upstream_response",
+                     {"status": status, "body": raw.decode("utf-8", "replace")})
+
+    def answer(self, request_id: str, message: Mapping[str, Any]) -> None:
+        if self.level >= 2:
+            self._line(answer_summary(message))
+        self._record(request_id, "answer", message)
+
+    def done(self, record: RequestRecord) -> None:
+        self._line(request_line(record))
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
