@@ -53,6 +53,7 @@ def test_level_3_writes_jsonl_traces_without_credentials(tmp_path: Path) -> None
     entries = [json.loads(line) for line in raw.splitlines()]
     steps = [e["step"] for e in entries]
     assert steps[:4] == ["client_request", "upstream_request", "upstream_response", "answer"]
-    assert entries[0]["data"]["headers"]["x-api-key"] == "[redacted]"
+    headers = {k.lower(): v for k, v in entries[0]["data"]["headers"].items()}
+    assert headers["x-api-key"] == "[redacted]"
     assert TOKEN not in raw and BACKEND_KEY not in raw
     assert "data: [DONE]" in entries[2]["data"]["body"]
