@@ -54,6 +54,7 @@ def test_level_3_writes_jsonl_traces_without_credentials(tmp_path: Path) -> None
     steps = [e["step"] for e in entries]
     assert steps[:4] == ["client_request", "upstream_request", "upstream_response", "answer"]
     headers = {k.lower(): v for k, v in entries[0]["data"]["headers"].items()}
-    assert headers["x-api-key"] == "[redacted]"
+    secret_headers = [v for k, v in headers.items() if k in ("x-api-key", "authorization")]
+    assert secret_headers and all(v == "[redacted]" for v in secret_headers)
     assert TOKEN not in raw and BACKEND_KEY not in raw
     assert "data: [DONE]" in entries[2]["data"]["body"]
