@@ -23,7 +23,7 @@ from anyclaude.proxy.keys import REQUEST_ID
 from anyclaude.proxy.stats import RequestRecord
 from anyclaude.translate import errors
 from anyclaude.translate.errors import AnthropicError
-from anyclaude.translate.request import Limits, Plan, to_openai
+from anyclaude.translate.request import Limits, Plan, apply_limits, to_openai
 from anyclaude.translate.sse import Event, SSEDecoder, encode
 from anyclaude.translate.stream import StreamTranslator, accumulate, response_chunk
 
@@ -43,15 +43,11 @@ async def plan_request(config: ProxyConfig, body: dict[str, Any], *,
     if background and config.small_model:
         model = config.small_model
     window = config.context_window
-    plan = to_openai(body, config.backend.dialect, model=model,
-                     limits=Limits(max_output_tokens=config.max_output_tokens),
-                     tool_calls=config.tool_calls)
+    plan = to_openai(body, config.backend.dialect, model=model, tool_calls=config.tool_calls)
     prompt = config.tokens.estimate(plan.body)
     if window and prompt > 0.8 * window:
         prompt = config.tokens.count(plan.body)
-    plan = to_openai(body, config.backend.dialect, model=model,
-                     limits=Limits(window, config.max_output_tokens, prompt),
-                     tool_calls=config.tool_calls)
+    apply_limits(plan, Limits(window, config.max_output_tokens, prompt))
     plan.background = background
     return plan
 
@@ -276,8 +272,8 @@ async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse,
     last_data = time.monotonic()
     while True:
         try:
-            data = await asyncio.wait_for(upstream.content.readany(),
-                                          timeout=config.ping_interval)
+            async with asyncio.timeout(config.ping_interval):
+                data = await upstream.content.readany()
         except TimeoutError:
             if time.monotonic() - last_data > config.idle_timeout:
                 raise errors.mid_stream(

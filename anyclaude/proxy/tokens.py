@@ -62,6 +62,39 @@ def prompt_text(body: Mapping[str, Any]) -> str:
     return "\n".join(pieces)
 
 
+_TOOL_CHARS: dict[int, tuple[object, int]] = {}
+
+
+def _tool_chars(tools: object) -> int:
+    """Serialised size of a tool list; the translator reuses one list object per distinct
+    tool set, so this is computed once per set (the entry keeps the list alive)."""
+    cached = _TOOL_CHARS.get(id(tools))
+    if cached is not None and cached[0] is tools:
+        return cached[1]
+    size = len(orjson.dumps(tools))
+    if len(_TOOL_CHARS) > 64:
+        _TOOL_CHARS.clear()
+    _TOOL_CHARS[id(tools)] = (tools, size)
+    return size
+
+
+def prompt_chars(body: Mapping[str, Any]) -> int:
+    """len(prompt_text(body)) without building the text (the hot path only needs sizes)."""
+    total = 0
+    for message in body.get("messages") or []:
+        content = message.get("content")
+        if isinstance(content, str):
+            total += len(content) + 1
+        elif isinstance(content, list):
+            total += sum(len(p.get("text", "")) + 1 for p in content if isinstance(p, dict))
+        for call in message.get("tool_calls") or []:
+            function = call.get("function") or {}
+            total += len(str(function.get("name", ""))) + len(str(function.get("arguments", "")))
+    if body.get("tools"):
+        total += _tool_chars(body["tools"])
+    return total
+
+
 def image_count(body: Mapping[str, Any]) -> int:
     count = 0
     for message in body.get("messages") or []:
@@ -106,8 +139,7 @@ class TokenCounter:
 
     def estimate(self, body: Mapping[str, Any]) -> int:
         """Fast estimate from characters (calibrated), for the hot path."""
-        chars = len(prompt_text(body))
-        return int(chars / self.chars_per_token) + self._overhead(body)
+        return int(prompt_chars(body) / self.chars_per_token) + self._overhead(body)
 
     def count(self, body: Mapping[str, Any]) -> int:
         """Exact with the model's tokenizer when available, else the estimate."""
@@ -121,7 +153,7 @@ class TokenCounter:
         """Learn the chars-per-token ratio from a backend's real prompt size."""
         overhead = self._overhead(body)
         real = prompt_tokens - overhead
-        chars = len(prompt_text(body))
+        chars = prompt_chars(body)
         if real > 50 and chars > 200:
             ratio = chars / real
             self.chars_per_token = 0.7 * self.chars_per_token + 0.3 * ratio

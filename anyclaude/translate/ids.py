@@ -7,14 +7,20 @@ uniqueness.
 
 from __future__ import annotations
 
-import secrets
+import os
 import string
 
 _ALPHABET = string.ascii_letters + string.digits
 
 
 def _token(length: int = 24) -> str:
-    return "".join(secrets.choice(_ALPHABET) for _ in range(length))
+    """`length` random base62 characters (one urandom call: ids are minted per event)."""
+    number = int.from_bytes(os.urandom(length), "big")
+    chars = []
+    for _ in range(length):
+        number, digit = divmod(number, 62)
+        chars.append(_ALPHABET[digit])
+    return "".join(chars)
 
 
 def message_id() -> str:

@@ -11,9 +11,12 @@ where they are instead of rewriting the system prompt.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from anyclaude.backends.base import Dialect, ToolCalls
 from anyclaude.translate.arguments import dumps_arguments
@@ -29,9 +32,6 @@ from anyclaude.translate.schemas import ToolNameMap, clean_schema
 
 BILLING_PREFIX = "x-anthropic-billing-header:"
 _BILLING_LINE = re.compile(r"^x-anthropic-billing-header:[^\n]*\n?", re.M)
-SERVER_TOOL_TYPES = re.compile(r"^(?!custom$).+_\d{8}$")
-"""Versioned Anthropic tools (`web_search_20250305`, `bash_20250124`...) run on Anthropic's
-side; a local model cannot execute them."""
 
 
 @dataclass(frozen=True)
@@ -59,13 +59,21 @@ class Plan:
     text_tools: bool
     text_formats: tuple[str, ...]
     start_in_thinking: bool
+    max_tokens_param: str = "max_tokens"
     notes: list[str] = field(default_factory=list)
     """What was dropped or changed, for debug output."""
     background: bool = False
 
+    def __post_init__(self) -> None:
+        self.requested_max_tokens = self.max_tokens
+
     @property
     def tool_names(self) -> frozenset[str]:
         return frozenset(self.schemas)
+
+
+def _strip_billing(text: str) -> str:
+    return _BILLING_LINE.sub("", text) if BILLING_PREFIX in text else text
 
 
 def system_text(system: object) -> str:
@@ -73,25 +81,50 @@ def system_text(system: object) -> str:
     if system is None:
         return ""
     if isinstance(system, str):
-        return _BILLING_LINE.sub("", system)
+        return _strip_billing(system)
     assert isinstance(system, list)
-    texts = [_BILLING_LINE.sub("", block.get("text", "")) for block in system
+    texts = [_strip_billing(block.get("text", "")) for block in system
              if not block.get("text", "").startswith(BILLING_PREFIX)]
     return join_text([t for t in texts if t])
 
 
-def _tools(request: Mapping[str, Any], dialect: Dialect,
-           notes: list[str]) -> tuple[list[dict[str, Any]], dict[str, Mapping[str, Any]]]:
-    custom = []
-    for tool in request.get("tools") or []:
+@dataclass(frozen=True)
+class ToolSet:
+    """The offered tools, translated once per distinct tool list (Claude Code resends the
+    same ~24 tools every turn; cleaning their schemas is most of a request's translation)."""
+
+    entries: list[dict[str, Any]]
+    schemas: dict[str, Mapping[str, Any]]
+    names: ToolNameMap
+    notes: tuple[str, ...]
+
+
+_TOOLSETS: OrderedDict[tuple[bytes, str, int | None], ToolSet] = OrderedDict()
+_TOOLSETS_MAX = 16
+
+
+def tool_set(tools: Sequence[Mapping[str, Any]] | None, dialect: Dialect) -> ToolSet:
+    key = (orjson.dumps(tools or []), dialect.schema_profile, dialect.max_tool_name_length)
+    cached = _TOOLSETS.get(key)
+    if cached is not None:
+        _TOOLSETS.move_to_end(key)
+        return cached
+    custom, notes = [], []
+    for tool in tools or []:
         kind = tool.get("type")
         if kind not in (None, "custom") or ("input_schema" not in tool and kind is not None):
             notes.append(f"dropped server tool {tool.get('name')!r} ({kind}): the local model "
                          "cannot run it")
             continue
         custom.append(tool)
-    schemas = {tool["name"]: tool.get("input_schema") or {} for tool in custom}
-    return custom, schemas
+    names = ToolNameMap([t["name"] for t in custom], dialect.max_tool_name_length)
+    result = ToolSet(entries=[_tool_entry(t, names, dialect) for t in custom],
+                     schemas={t["name"]: t.get("input_schema") or {} for t in custom},
+                     names=names, notes=tuple(notes))
+    _TOOLSETS[key] = result
+    if len(_TOOLSETS) > _TOOLSETS_MAX:
+        _TOOLSETS.popitem(last=False)
+    return result
 
 
 def _tool_entry(tool: Mapping[str, Any], names: ToolNameMap, dialect: Dialect) -> dict[str, Any]:
@@ -249,9 +282,9 @@ def _thinking_enabled(request: Mapping[str, Any]) -> bool | None:
 def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None,
               limits: Limits = Limits(), tool_calls: ToolCalls | None = None) -> Plan:
     """Translate a validated Anthropic request (see `validate.py`)."""
-    notes: list[str] = []
-    custom, schemas = _tools(request, dialect, notes)
-    names = ToolNameMap([t["name"] for t in custom], dialect.max_tool_name_length)
+    tools = tool_set(request.get("tools"), dialect)
+    notes = list(tools.notes)
+    names = tools.names
     body: dict[str, Any] = {}
     if dialect.model_field == "configured" and model:
         body["model"] = model
@@ -259,15 +292,7 @@ def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None
         body["model"] = request["model"]
     body["messages"] = translate_messages(request, dialect, names, notes)
 
-    max_tokens = int(request.get("max_tokens") or limits.max_output_tokens or 4096)
-    if limits.max_output_tokens:
-        max_tokens = min(max_tokens, limits.max_output_tokens)
-    if limits.context_window:
-        room = limits.context_window - limits.prompt_tokens
-        if room <= 0:
-            raise prompt_too_long(limits.prompt_tokens, limits.context_window)
-        max_tokens = min(max_tokens, room)
-    body[dialect.max_tokens_param] = max(1, max_tokens)
+    body[dialect.max_tokens_param] = int(request.get("max_tokens") or 4096)
 
     for key in ("temperature", "top_p") + (("top_k",) if dialect.send_top_k else ()):
         if request.get(key) is not None:
@@ -275,8 +300,8 @@ def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None
     stops = [s for s in request.get("stop_sequences") or [] if s]
     if stops and dialect.send_stop:
         body["stop"] = stops
-    if custom:
-        body["tools"] = [_tool_entry(t, names, dialect) for t in custom]
+    if tools.entries:
+        body["tools"] = tools.entries
         choice = request.get("tool_choice")
         if dialect.tool_choice and isinstance(choice, Mapping):
             body["tool_choice"] = _tool_choice(choice, names)
@@ -291,18 +316,36 @@ def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None
     body.update(dialect.extra_body)
 
     client_stream = bool(request.get("stream"))
-    upstream_stream = client_stream and (dialect.stream_with_tools or not custom)
+    upstream_stream = client_stream and (dialect.stream_with_tools or not tools.entries)
     body["stream"] = upstream_stream
     if upstream_stream and dialect.include_usage:
         body["stream_options"] = {"include_usage": True}
-    text_tools = (tool_calls or dialect.tool_calls) == "text" and bool(custom)
+    text_tools = (tool_calls or dialect.tool_calls) == "text" and bool(tools.entries)
     formats = (("think",) if dialect.parse_inline_think else ()) + (
         dialect.text_tool_formats if text_tools else ())
-    return Plan(
+    plan = Plan(
         body=body, requested_model=request["model"], client_stream=client_stream,
         upstream_stream=upstream_stream, max_tokens=body[dialect.max_tokens_param],
         prompt_tokens=limits.prompt_tokens, stop_sequences=stops, names=names,
-        schemas=schemas, emit_thinking=thinking is not False,
+        schemas=tools.schemas, emit_thinking=thinking is not False,
         text_tools=text_tools, text_formats=formats,
-        start_in_thinking=dialect.start_in_thinking,
+        start_in_thinking=dialect.start_in_thinking, max_tokens_param=dialect.max_tokens_param,
         notes=notes)
+    apply_limits(plan, limits)
+    return plan
+
+
+def apply_limits(plan: Plan, limits: Limits) -> None:
+    """Clamp `max_tokens` to the output cap and to what fits the context window; refuse a
+    prompt that cannot fit at all with the phrase Claude Code compacts on."""
+    max_tokens = plan.requested_max_tokens
+    if limits.max_output_tokens:
+        max_tokens = min(max_tokens, limits.max_output_tokens)
+    if limits.context_window:
+        room = limits.context_window - limits.prompt_tokens
+        if room <= 0:
+            raise prompt_too_long(limits.prompt_tokens, limits.context_window)
+        max_tokens = min(max_tokens, room)
+    plan.max_tokens = max(1, max_tokens)
+    plan.prompt_tokens = limits.prompt_tokens
+    plan.body[plan.max_tokens_param] = plan.max_tokens
