@@ -12,12 +12,12 @@ import json
 
 from aiohttp import web
 
-CHUNK = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,'
-         '"model":"bench","choices":[{"index":0,"delta":{"content":"tok "},'
-         '"finish_reason":null}]}\n\n').encode()
-FINISH = ('data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,'
-          '"model":"bench","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
-          ).encode()
+CHUNK = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,'
+         b'"model":"bench","choices":[{"index":0,"delta":{"content":"tok "},'
+         b'"finish_reason":null}]}\n\n')
+FINISH = (b'data: {"id":"chatcmpl-bench","object":"chat.completion.chunk","created":1,'
+          b'"model":"bench","choices":[{"index":0,"delta":{},"finish_reason":"stop"}]}\n\n'
+          )
 
 
 def usage(prompt: int, completion: int) -> bytes:

@@ -57,7 +57,7 @@ def run(samples: int, size: int) -> dict[str, Any]:
                         b"text_delta"),
         }
         for _ in range(5):  # warm up both paths
-            for name, (url, body, headers, marker) in targets.items():
+            for url, body, headers, marker in targets.values():
                 timed_stream(client, url, body, headers, marker)
         for _ in range(samples):
             for name, (url, body, headers, marker) in targets.items():

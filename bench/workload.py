@@ -7,10 +7,7 @@ import json
 import random
 from typing import Any
 
-WORDS = ("the file path command tool read write edit search pattern result user model agent "
-         "code test error line output input directory process server request response token "
-         "cache prompt context session project change review commit branch build run check "
-         "value option default parameter function class module import package version").split()
+WORDS = ["the", "file", "path", "command", "tool", "read", "write", "edit", "search", "pattern", "result", "user", "model", "agent", "code", "test", "error", "line", "output", "input", "directory", "process", "server", "request", "response", "token", "cache", "prompt", "context", "session", "project", "change", "review", "commit", "branch", "build", "run", "check", "value", "option", "default", "parameter", "function", "class", "module", "import", "package", "version"]
 
 
 def prose(rng: random.Random, words: int) -> str:
