@@ -35,6 +35,9 @@ GRACE_S = 5.0
 PROBE_TIMEOUT_S = 2.0
 POLL_S = 0.2
 TAIL_LINES = 15
+CONFIRM_ATTEMPT_S = 5.0
+"""A 1-token request unanswered this long is sent again: mlx-lm never answers one queued
+while its model failed to load, but answers the next at once (404)."""
 COMMAND_TIMEOUT_S = 60.0
 """Limit for one-shot stop commands (`lms server stop`)."""
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -324,28 +327,36 @@ class Supervisor:
             body["model"] = self.endpoint.model
         url = self.endpoint.url.rstrip("/") + "/chat/completions"
         last = "no answer yet"
-        while True:
-            request = asyncio.ensure_future(self._post(session, url, body))
-            try:
-                while not request.done():
-                    await asyncio.wait({request}, timeout=POLL_S)
-                    self._check_alive()
-                    if time.monotonic() > deadline:
-                        raise self._timeout(f"1-token test request: {last}")
-            finally:
-                request.cancel()
-            try:
-                status, text = request.result()
-            except (aiohttp.ClientError, OSError) as exc:
-                status, text = 0, type(exc).__name__
+        while time.monotonic() < deadline:
+            status, text = await self._attempt(session, url, body, deadline)
             if status == 200:
                 return
             last = f"HTTP {status}: {text[:200]}" if status else text
             if 400 <= status < 500:
-                raise BackendError(f"{self.name.capitalize()} answered a 1-token test request "
-                                   f"with {last}; check the model setting "
-                                   f"({self.backend.model_setting}).", log_tail(self.log_path))
+                where = f"its last log lines are below (full log: {self.log_path})" \
+                    if self.log_path else f"check {self.backend.model_setting}"
+                raise BackendError(f"{self.name.capitalize()} failed a 1-token test request "
+                                   f"({last}); {where}.", log_tail(self.log_path))
             await asyncio.sleep(POLL_S)
+        raise self._timeout(f"1-token test request: {last}")
+
+    async def _attempt(self, session: aiohttp.ClientSession, url: str, body: dict[str, Any],
+                       deadline: float) -> tuple[int, str]:
+        """One 1-token request, watching the process meanwhile: (status, body), or (0, why)
+        when no answer came within CONFIRM_ATTEMPT_S."""
+        request = asyncio.ensure_future(self._post(session, url, body))
+        ends = min(time.monotonic() + CONFIRM_ATTEMPT_S, deadline)
+        try:
+            while not request.done():
+                if time.monotonic() > ends:
+                    return 0, f"no answer within {CONFIRM_ATTEMPT_S:g} s"
+                await asyncio.wait({request}, timeout=POLL_S)
+                self._check_alive()
+            return request.result()
+        except (aiohttp.ClientError, OSError) as exc:
+            return 0, type(exc).__name__
+        finally:
+            request.cancel()
 
     async def _post(self, session: aiohttp.ClientSession, url: str,
                     body: dict[str, Any]) -> tuple[int, str]:

@@ -25,7 +25,12 @@ from anyclaude.translate import errors
 from anyclaude.translate.errors import AnthropicError
 from anyclaude.translate.request import Limits, Plan, apply_limits, to_openai
 from anyclaude.translate.sse import Event, SSEDecoder, encode
-from anyclaude.translate.stream import StreamTranslator, accumulate, response_chunk
+from anyclaude.translate.stream import (
+    StreamTranslator,
+    accumulate,
+    merge_deltas,
+    response_chunk,
+)
 
 CHAT_PATH = "/chat/completions"
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
@@ -295,11 +300,11 @@ async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse,
         if translator.stopped or saw_done or not data:
             if not (translator.stopped or saw_done or translator.finish_reason):
                 raise errors.mid_stream("the connection closed before the answer was complete")
-            await _write(response, exchange.emit(events + translator.finish()))
+            await _write(response, exchange.emit(merge_deltas(events + translator.finish())))
             return
         if events:
             last_data = time.monotonic()
-            await _write(response, exchange.emit(events))
+            await _write(response, exchange.emit(merge_deltas(events)))
 
 
 def _chunk(text: str) -> object:

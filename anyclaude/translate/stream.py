@@ -318,6 +318,27 @@ class StreamTranslator:
         self._calls = []
 
 
+_MERGEABLE = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
+
+
+def merge_deltas(events: list[Event]) -> list[Event]:
+    """Join consecutive deltas of the same block and kind (one upstream read often holds
+    dozens of one-token chunks): fewer, larger events for the client to parse."""
+    out: list[Event] = []
+    for name, data in events:
+        if name == "content_block_delta" and out and out[-1][0] == "content_block_delta":
+            prev = out[-1][1]
+            kind = data["delta"]["type"]
+            field_name = _MERGEABLE.get(kind)
+            if field_name and prev["index"] == data["index"] and prev["delta"]["type"] == kind:
+                merged = {**prev["delta"], field_name: prev["delta"][field_name]
+                          + data["delta"][field_name]}
+                out[-1] = (name, {**prev, "delta": merged})
+                continue
+        out.append((name, data))
+    return out
+
+
 def _reasoning_text(delta: dict[str, Any]) -> str:
     for key in REASONING_FIELDS:
         value = delta.get(key)

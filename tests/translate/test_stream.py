@@ -16,7 +16,12 @@ from anyclaude.backends import get
 from anyclaude.translate.errors import mid_stream
 from anyclaude.translate.request import Limits, Plan, to_openai
 from anyclaude.translate.sse import Event
-from anyclaude.translate.stream import StreamTranslator, accumulate, response_chunk
+from anyclaude.translate.stream import (
+    StreamTranslator,
+    accumulate,
+    merge_deltas,
+    response_chunk,
+)
 from tests.support.grammar import check
 
 MLX = get("mlx-lm").dialect  # type: ignore[union-attr]
@@ -336,3 +341,22 @@ def test_plain_text_is_conserved_whatever_the_chunking(pieces: list[str]) -> Non
     p.text_formats = ()
     summary = check(run([delta(content=x) for x in pieces] + [delta("stop")], p))
     assert summary["text"] == "".join(pieces).lstrip()
+
+
+@settings(max_examples=200, deadline=None)
+@given(plans, st.lists(chunk, max_size=25))
+def test_merging_deltas_keeps_the_stream_valid_and_its_content(p: Plan, chunks: list[Any]) -> None:
+    events = run(chunks, p)
+    merged = merge_deltas(events)
+    assert len(merged) <= len(events)
+    original, joined = check(events), check(merged)
+    assert (original["text"], original["thinking"], original["tools"]) == (
+        joined["text"], joined["thinking"], joined["tools"])
+
+
+def test_merging_joins_only_neighbours_of_the_same_block_and_kind() -> None:
+    events = run([delta(content="a"), delta(content="b"), delta(reasoning="r"),
+                  delta(content="c"), delta("stop")], plan())
+    merged = merge_deltas(events)
+    texts = [d["delta"] for n, d in merged if n == "content_block_delta"]
+    assert texts[0] == {"type": "text_delta", "text": "ab"}
