@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import psutil
@@ -127,7 +128,8 @@ def describe_exit(code: int) -> str:
     return f"code {code}"
 
 
-def log_tail(path: Path | None, lines: int = TAIL_LINES) -> str:
+def log_tail(path: Path | None, lines: int = TAIL_LINES, noise: str | None = None) -> str:
+    """The last lines of a log, without the lines that contain `noise` (our health probes)."""
     if path is None:
         return ""
     try:
@@ -137,7 +139,8 @@ def log_tail(path: Path | None, lines: int = TAIL_LINES) -> str:
             text = handle.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    return "\n".join(text.rstrip().splitlines()[-lines:])
+    kept = [line for line in text.rstrip().splitlines() if not noise or noise not in line]
+    return "\n".join(kept[-lines:])
 
 
 class Supervisor:
@@ -185,7 +188,7 @@ class Supervisor:
         if not self.backend.local:
             return
         async with aiohttp.ClientSession() as session:
-            problem = await self._probe(session)
+            _, problem = await self._probe(session)
             if problem is None:
                 self.reused = True
                 self.say(f"Using {self.name} already running at {self.endpoint.url}.")
@@ -196,17 +199,18 @@ class Supervisor:
             await self._launch(plan, deadline)
             await self._wait_ready(session, deadline)
 
-    async def _probe(self, session: aiohttp.ClientSession) -> str | None:
-        """None when the health URL answers 200, else what went wrong, in a few words."""
+    async def _probe(self, session: aiohttp.ClientSession) -> tuple[int, str | None]:
+        """The health URL's HTTP status (0: no answer) and None when it is 200, else what
+        went wrong, in a few words."""
         try:
             async with session.get(self.health_url, headers=self._headers(),
                                    timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)) as resp:
                 await resp.read()
-                return None if resp.status == 200 else f"HTTP {resp.status}"
+                return resp.status, None if resp.status == 200 else f"HTTP {resp.status}"
         except TimeoutError:
-            return f"no answer within {PROBE_TIMEOUT_S:.0f} s"
+            return 0, f"no answer within {PROBE_TIMEOUT_S:.0f} s"
         except (aiohttp.ClientError, OSError) as exc:
-            return "connection refused" if isinstance(exc, aiohttp.ClientConnectorError) \
+            return 0, "connection refused" if isinstance(exc, aiohttp.ClientConnectorError) \
                 else type(exc).__name__
 
     def _plan(self, problem: str) -> LaunchPlan:
@@ -275,19 +279,22 @@ class Supervisor:
         if code != 0:
             raise BackendError(f"`{shlex.join(command)}` failed with {describe_exit(code)}; its "
                                f"output is below (full log: {self.log_path}).",
-                               log_tail(self.log_path))
+                               self._tail())
+
+    def _tail(self) -> str:
+        return log_tail(self.log_path, noise="GET " + urlsplit(self.health_url).path)
 
     def _check_alive(self) -> None:
         if self.process is not None and (code := self.process.poll()) is not None:
             raise BackendError(f"{self.name.capitalize()} exited with {describe_exit(code)} "
                                f"while starting; its last log lines are below (full log: "
-                               f"{self.log_path}).", log_tail(self.log_path))
+                               f"{self.log_path}).", self._tail())
 
     def _timeout(self, last: str) -> BackendError:
         where = f"see its log {self.log_path}" if self.log_path else f"check {self.endpoint.url}"
         return BackendError(f"{self.name.capitalize()} was not ready after "
                             f"{self.startup_timeout:g} s ({last}); {where}, or raise "
-                            "ANYCLAUDE_STARTUP_TIMEOUT.", log_tail(self.log_path))
+                            "ANYCLAUDE_STARTUP_TIMEOUT.", self._tail())
 
     async def _wait_ready(self, session: aiohttp.ClientSession, deadline: float) -> None:
         """Poll health (and, where the declaration asks, a 1-token completion) until the
@@ -295,15 +302,22 @@ class Supervisor:
         owned = self.log_path is not None
         if not owned and not self.backend.confirm_with_generation:
             return
-        started = time.monotonic()
+        confirm = self.backend.confirm_with_generation and self.backend.protocol == "openai"
+        started, delay = time.monotonic(), 0.1
         with self._progress() as update:
             update(f"Starting {self.name}")
-            while (problem := await self._probe(session)) is not None:
+            while True:
+                status, problem = await self._probe(session)
+                # With a 1-token confirmation to come, any HTTP answer means the server is up
+                # (mlx-lm's /health says 503 for good once loading the model failed).
+                if problem is None or (confirm and status):
+                    break
                 self._check_alive()
                 if time.monotonic() > deadline:
                     raise self._timeout(f"{self.health_url}: {problem}")
-                await asyncio.sleep(POLL_S)
-            if self.backend.confirm_with_generation and self.backend.protocol == "openai":
+                await asyncio.sleep(delay)
+                delay = min(delay * 1.5, 1.0)  # each probe is a line in the server's log
+            if confirm:
                 update("Loading the model (waiting for a 1-token answer)")
                 await self._confirm(session, deadline)
         self.say(f"{self.name.capitalize()} is ready ({time.monotonic() - started:.1f} s).")
@@ -336,7 +350,7 @@ class Supervisor:
                 where = f"its last log lines are below (full log: {self.log_path})" \
                     if self.log_path else f"check {self.backend.model_setting}"
                 raise BackendError(f"{self.name.capitalize()} failed a 1-token test request "
-                                   f"({last}); {where}.", log_tail(self.log_path))
+                                   f"({last}); {where}.", self._tail())
             await asyncio.sleep(POLL_S)
         raise self._timeout(f"1-token test request: {last}")
 

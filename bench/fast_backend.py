@@ -26,20 +26,39 @@ def usage(prompt: int, completion: int) -> bytes:
         "prompt_tokens_details": {"cached_tokens": 0}}}) + "\n\n").encode()
 
 
+def echo_tag(body: dict[str, object]) -> str:
+    """A `[[tag:...]]` in the last message is echoed at the end of the answer, so load tests
+    can check that every client got its own answer (no cross-talk)."""
+    messages = body.get("messages")
+    last = messages[-1] if isinstance(messages, list) and messages else {}
+    content = last.get("content") if isinstance(last, dict) else ""
+    text = content if isinstance(content, str) else json.dumps(content)
+    start = text.find("[[tag:")
+    return text[start:text.find("]]", start) + 2] if start != -1 else ""
+
+
+def tag_chunk(tag: str) -> bytes:
+    return ("data: " + json.dumps({"object": "chat.completion.chunk", "choices": [
+        {"index": 0, "delta": {"content": tag}, "finish_reason": None}]}) + "\n\n").encode()
+
+
 async def chat(request: web.Request) -> web.StreamResponse:
     raw = await request.read()
     body = json.loads(raw)
     n = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
     prompt = len(raw) // 4
+    tag = echo_tag(body)
     if not body.get("stream"):
         return web.json_response({"id": "chatcmpl-bench", "object": "chat.completion",
                                   "choices": [{"index": 0, "finish_reason": "stop", "message": {
-                                      "role": "assistant", "content": "tok " * n}}],
+                                      "role": "assistant", "content": "tok " * n + tag}}],
                                   "usage": {"prompt_tokens": prompt, "completion_tokens": n}})
     response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
     await response.prepare(request)
     for _ in range(n):
         await response.write(CHUNK)
+    if tag:
+        await response.write(tag_chunk(tag))
     await response.write(FINISH + usage(prompt, n) + b"data: [DONE]\n\n")
     return response
 

@@ -17,6 +17,10 @@ from anyclaude.backends.base import Backend, Endpoint
 from anyclaude.translate.errors import AnthropicError, unreachable
 
 
+KEEPALIVE_S = 10.0
+"""Idle pooled connections to the backend are closed after this long."""
+
+
 class Upstream:
     def __init__(self, backend: Backend, endpoint: Endpoint, *, connect_timeout: float = 10.0,
                  auto_decompress: bool = True) -> None:
@@ -32,7 +36,7 @@ class Upstream:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, enable_cleanup_closed=True),
+                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
                 auto_decompress=self._auto_decompress,
                 skip_auto_headers=("User-Agent",),
