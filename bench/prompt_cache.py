@@ -49,9 +49,7 @@ def first_token(client: httpx.Client, url: str, body: dict[str, Any],
                 (choices[0].get("delta") or {}).get("content"))
             if ttft is None and content:
                 ttft = time.perf_counter() - started
-            if data.get("type") == "message_delta":
-                usage = data["usage"]
-            elif data.get("usage"):
+            if data.get("type") == "message_delta" or data.get("usage"):
                 usage = data["usage"]
     return (ttft if ttft is not None else time.perf_counter() - started), usage
 

@@ -16,7 +16,6 @@ import orjson
 from anyclaude.backends.base import Backend, Endpoint
 from anyclaude.translate.errors import AnthropicError, unreachable
 
-
 KEEPALIVE_S = 10.0
 """Idle pooled connections to the backend are closed after this long."""
 
