@@ -16,23 +16,24 @@ import os
 import shlex
 import shutil
 import signal
-from collections.abc import Mapping, Sequence
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import psutil
 from rich.console import Console
 
-from anyclaude import discovery
+from anyclaude import discovery, summary
 from anyclaude.proxy.app import TOKEN_HEADER
-from anyclaude.proxy.background import BACKGROUND_MODEL
+from anyclaude.proxy.background import BACKGROUND_MODEL as BACKGROUND_MODEL
 from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.server import ProxyServer
 from anyclaude.proxy.tokens import TokenCounter, find_tokenizer
+from anyclaude.proxy.trace import Tracer
 from anyclaude.settings import Settings
 from anyclaude.supervisor import GRACE_S, Supervisor, die_with_parent, note, terminate, tree
-
-__all__ = ["BACKGROUND_MODEL", "LaunchError", "claude_env", "find_claude", "proxy_config", "run"]
 
 INSTALL_HINT = "install it with `npm install -g @anthropic-ai/claude-code`"
 API_TIMEOUT_MS = "3600000"
@@ -40,6 +41,10 @@ API_TIMEOUT_MS = "3600000"
 MAX_OUTPUT_CAP = 32000
 MODEL_VARS = ("ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL")
 HAIKU_VAR = "ANTHROPIC_DEFAULT_HAIKU_MODEL"
+TOKEN_VAR = "ANTHROPIC_AUTH_TOKEN"
+"""How Claude Code gets the run's token (sent as `Authorization: Bearer`). Not
+ANTHROPIC_API_KEY: interactive Claude Code asks "Do you want to use this API key?" for every
+new key, defaulting to No (then "Not logged in"), and the token is new every run."""
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
@@ -91,8 +96,8 @@ def claude_env(settings: Settings, proxy_url: str, window: int | None,
                    if line.strip() and not line.lower().startswith(TOKEN_HEADER + ":")]
         env["ANTHROPIC_CUSTOM_HEADERS"] = "\n".join([*headers, f"{TOKEN_HEADER}: {token}"])
     else:
-        env["ANTHROPIC_API_KEY"] = token
-        env.pop("ANTHROPIC_AUTH_TOKEN", None)  # it would win over the key
+        env[TOKEN_VAR] = token
+        env.pop("ANTHROPIC_API_KEY", None)  # the user's own key has no business here
         model = settings.endpoint.model or f"anyclaude-{settings.mode}"
         for var in MODEL_VARS:
             env[var] = env.get(var) or model
@@ -109,13 +114,16 @@ def claude_env(settings: Settings, proxy_url: str, window: int | None,
     return env
 
 
-def proxy_config(settings: Settings, window: int | None) -> ProxyConfig:
+def proxy_config(settings: Settings, window: int | None,
+                 tracer: Tracer | None = None) -> ProxyConfig:
+    """What the proxy serves this run; the model folder's tokenizer, when there is one,
+    makes count_tokens exact."""
     endpoint = settings.endpoint
     tokenizer = find_tokenizer(endpoint.model) if settings.backend.tokenizer_hint else None
     return ProxyConfig(backend=settings.backend, endpoint=endpoint, token=settings.proxy_token,
                        context_window=window, max_output_tokens=settings["max_output_tokens"],
                        tool_calls=settings["tool_calls"], small_model=settings["small_model"],
-                       tokens=TokenCounter(tokenizer))
+                       tokens=TokenCounter(tokenizer), tracer=tracer)
 
 
 def connection_lines(settings: Settings, url: str) -> list[str]:
@@ -124,7 +132,7 @@ def connection_lines(settings: Settings, url: str) -> list[str]:
     if passthrough(settings):
         credentials = "ANTHROPIC_CUSTOM_HEADERS=" + shlex.quote(f"{TOKEN_HEADER}: {token}")
     else:
-        credentials = "ANTHROPIC_API_KEY=" + shlex.quote(token)
+        credentials = f"{TOKEN_VAR}=" + shlex.quote(token)
     return [f"[anyclaude] Proxy URL: {url}", f"[anyclaude] Token: {token}",
             f"export ANTHROPIC_BASE_URL={url} {credentials}"]
 
@@ -200,23 +208,41 @@ async def _start_proxy(proxy: ProxyServer) -> str:
                           "any free port.") from exc
 
 
-def configure_logging(debug: int, log_dir: Path, to_stderr: bool) -> Path | None:
-    """ANYCLAUDE_DEBUG≥1: anyclaude's log on stderr (proxy-only) or in a file, so that it
-    does not scribble over Claude Code's screen."""
-    if debug < 1:
-        return None
+@contextlib.contextmanager
+def debug_output(settings: Settings, console: Console) -> Iterator[Tracer | None]:
+    """ANYCLAUDE_DEBUG≥1: the proxy's debug lines (at 3 also JSONL traces) and anyclaude's
+    log, on stderr in proxy-only mode, else in a file so they do not scribble over Claude
+    Code's screen (where, without debugging, log records are dropped for the same reason)."""
+    level, proxy_only = settings["debug"] or 0, bool(settings["proxy_only"])
     logger = logging.getLogger("anyclaude")
-    logger.setLevel(logging.INFO if debug == 1 else logging.DEBUG)
-    path = None
-    if to_stderr:
-        handler: logging.Handler = logging.StreamHandler()
-    else:
+    with contextlib.ExitStack() as stack:
+        if level < 1:
+            if not proxy_only:
+                quiet = logging.NullHandler()  # also keeps logging's last-resort stderr away
+                logger.addHandler(quiet)
+                logger.propagate = False
+                stack.callback(logger.removeHandler, quiet)
+                stack.callback(setattr, logger, "propagate", True)
+            yield None
+            return
+        log_dir, stamp = settings.state_dir / "logs", time.strftime("%Y%m%d-%H%M%S")
         log_dir.mkdir(parents=True, exist_ok=True)
-        path = log_dir / "anyclaude.log"
-        handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
-    logger.addHandler(handler)
-    return path
+        stream: TextIO = sys.stderr
+        if not proxy_only:
+            path = log_dir / f"debug-{stamp}.log"
+            stream = stack.enter_context(path.open("a", encoding="utf-8"))
+            note(console, f"Debug output: {path}")
+        trace = log_dir / f"trace-{stamp}.jsonl" if level >= 3 else None
+        if trace is not None:
+            note(console, f"Traces: {trace}")
+        tracer = Tracer(level, stream, trace,
+                        secrets=(settings.proxy_token, settings.endpoint.api_key or ""))
+        stack.callback(tracer.close)
+        handler = logging.StreamHandler(stream)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO if level == 1 else logging.DEBUG)
+        stack.callback(logger.removeHandler, handler)
+        yield tracer
 
 
 async def run(settings: Settings, claude_args: Sequence[str],
@@ -226,23 +252,19 @@ async def run(settings: Settings, claude_args: Sequence[str],
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
     proxy_only = bool(settings["proxy_only"])
     claude = None if proxy_only else find_claude(settings["claude_path"], env)
-    log_dir = settings.state_dir / "logs"
-    debug_log = configure_logging(settings["debug"] or 0, log_dir, to_stderr=proxy_only)
-    if debug_log:
-        note(console, f"Debug log: {debug_log}")
     supervisor = Supervisor(settings.backend, settings.endpoint, settings.backend_options(),
-                            log_dir=log_dir, startup_timeout=settings["startup_timeout"],
-                            console=console)
+                            log_dir=settings.state_dir / "logs",
+                            startup_timeout=settings["startup_timeout"], console=console)
     task = asyncio.current_task()
     assert task is not None
     proxy: ProxyServer | None = None
     watcher: asyncio.Task[None] | None = None
-    with _Signals(task) as signals:
+    with debug_output(settings, console) as tracer, _Signals(task) as signals:
         try:
             await supervisor.ensure()
             window = await discovery.context_window(settings.backend, settings.endpoint,
                                                     settings["context_window"])
-            proxy = ProxyServer(proxy_config(settings, window), settings["port"])
+            proxy = ProxyServer(proxy_config(settings, window, tracer), settings["port"])
             url = await _start_proxy(proxy)
             watcher = asyncio.create_task(supervisor.watch(
                 lambda message: note(console, message)))
@@ -271,3 +293,5 @@ async def run(settings: Settings, claude_args: Sequence[str],
                     await proxy.stop()
             finally:
                 supervisor.stop()
+            if proxy is not None:
+                summary.render(proxy.config.stats, console)

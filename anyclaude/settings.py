@@ -152,11 +152,12 @@ def table() -> list[Setting]:
     return rows
 
 
-def config_files(cwd: Path | None = None) -> list[Path]:
+def config_files(cwd: Path | None = None,
+                 environ: Mapping[str, str] | None = None) -> list[Path]:
     """Config files in increasing priority: the user's, then the project's `.anyclaude.toml`
     (the nearest one in the current folder or a parent). `ANYCLAUDE_CONFIG` replaces the
     user file."""
-    explicit = os.environ.get("ANYCLAUDE_CONFIG")
+    explicit = (os.environ if environ is None else environ).get("ANYCLAUDE_CONFIG")
     user = Path(explicit) if explicit else Path(platformdirs.user_config_dir("anyclaude")) / "config.toml"
     files = [user] if user.is_file() or explicit else []
     here = (cwd or Path.cwd()).resolve()
@@ -248,7 +249,7 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
     """Resolve every setting once. Flags are already typed by the CLI; everything else is
     parsed here so each bad value is reported the same way."""
     env = os.environ if environ is None else environ
-    files = config_files(cwd)
+    files = config_files(cwd, env)
     config: dict[str, Any] = {}
     origin: dict[str, str] = {}
     for path in files:

@@ -7,6 +7,8 @@ records its arguments and environment."""
 from __future__ import annotations
 
 import json
+import signal
+import socket
 import subprocess
 import sys
 import types
@@ -14,11 +16,13 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from anyclaude import __version__, cli
 from anyclaude.settings import Settings, SettingsError
 from tests.support.claude_code import no_new_children, write_fake_claude
+from tests.support.mlx_server import free_port, port_open
 
 
 @pytest.fixture(autouse=True)
@@ -152,8 +156,13 @@ def run_main(args: list[str]) -> int:
 def test_doctor_runs_the_doctor_module_with_the_settings(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[tuple[Settings, bool]] = []
+
+    def run(settings: Settings, as_json: bool) -> int:
+        calls.append((settings, as_json))
+        return 4
+
     doctor = types.ModuleType("anyclaude.doctor")
-    doctor.run = lambda settings, as_json: calls.append((settings, as_json)) or 4  # type: ignore[attr-defined]
+    doctor.run = run  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "anyclaude.doctor", doctor)
     monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
     monkeypatch.chdir(tmp_path)
@@ -187,3 +196,47 @@ def test_an_internal_error_is_one_sentence_unless_debugging(
     monkeypatch.setenv("ANYCLAUDE_DEBUG", "1")
     with pytest.raises(RuntimeError, match="disk on fire"):
         cli.guarded(boom)
+
+
+@pytest.mark.parametrize("how", ["--proxy-only", "PROXY_ONLY=true"])
+def test_proxy_only_serves_on_the_chosen_port_until_interrupted(
+        tmp_path: Path, env: dict[str, str], how: str) -> None:
+    port = free_port()
+    args, extra = (["--proxy-only"], {}) if how.startswith("--") else ([], {"PROXY_ONLY": "true"})
+    proc = subprocess.Popen([sys.executable, "-m", "anyclaude", "--port", str(port), *args],
+                            env={**env, **extra}, cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    assert proc.stdout is not None
+    first = proc.stdout.readline()
+    assert first == f"[anyclaude] Proxy URL: http://127.0.0.1:{port}\n"
+    assert proc.stdout.readline().startswith("[anyclaude] Token: anyclaude-")
+    assert proc.stdout.readline().startswith(f"export ANTHROPIC_BASE_URL=http://127.0.0.1:{port} ")
+    assert httpx.get(f"http://127.0.0.1:{port}/health").json()["mode"] == "claude"
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert not (tmp_path / "record.json").exists(), "Claude Code is not run"
+    assert not port_open("127.0.0.1", port)
+
+
+def test_a_busy_proxy_port_is_one_sentence(tmp_path: Path, env: dict[str, str]) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = anyclaude(["--port", str(port), "-p", "hi"], env, tmp_path)
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"anyclaude: The proxy could not listen on 127.0.0.1:{port}")
+    assert "--port" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "record.json").exists()
+
+
+def test_debug_output_goes_to_a_file_while_claude_code_owns_the_terminal(
+        tmp_path: Path, env: dict[str, str]) -> None:
+    result = anyclaude(["-p", "hi"], {**env, "ANYCLAUDE_DEBUG": "3"}, tmp_path)
+    assert result.returncode == 0, result.stderr
+    logs = tmp_path / "state" / "logs"
+    debug = next(logs.glob("debug-*.log"))
+    assert f"[anyclaude] Debug output: {debug}" in result.stderr.splitlines()
+    assert f"[anyclaude] Traces: {next(logs.glob('trace-*.jsonl'), 'none')}" in result.stderr
+    assert result.stdout == "", "nothing on Claude Code's screen"

@@ -49,8 +49,8 @@ def test_local_modes_get_the_proxy_token_and_the_configured_model(tmp_path: Path
     user = {"ANTHROPIC_AUTH_TOKEN": "user-oauth", "ANTHROPIC_API_KEY": "sk-user",
             "HOME": "/home/u", "ANTHROPIC_BASE_URL": "https://api.anthropic.com"}
     env = claude_env(s, URL, 40960, user)
-    assert env["ANTHROPIC_BASE_URL"] == URL and env["ANTHROPIC_API_KEY"] == "tok-1"
-    assert "ANTHROPIC_AUTH_TOKEN" not in env, "it would override the key"
+    assert env["ANTHROPIC_BASE_URL"] == URL and env["ANTHROPIC_AUTH_TOKEN"] == "tok-1"
+    assert "ANTHROPIC_API_KEY" not in env, "no key-approval dialog, no key sent to the proxy"
     assert {env[v] for v in MODEL_VARS} == {"/models/qwen3"}
     assert env["ANTHROPIC_DEFAULT_HAIKU_MODEL"] == BACKGROUND_MODEL == "anyclaude-background"
     assert env["CLAUDE_CODE_ATTRIBUTION_HEADER"] == "0"
@@ -60,7 +60,7 @@ def test_local_modes_get_the_proxy_token_and_the_configured_model(tmp_path: Path
     assert env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "40960"
     assert env["HOME"] == "/home/u"
     assert "ANTHROPIC_CUSTOM_HEADERS" not in env
-    assert user["ANTHROPIC_AUTH_TOKEN"] == "user-oauth", "the caller's mapping is not changed"
+    assert user["ANTHROPIC_API_KEY"] == "sk-user", "the caller's mapping is not changed"
 
 
 def test_model_variables_the_user_set_are_kept(tmp_path: Path) -> None:
@@ -107,7 +107,7 @@ def test_every_local_mode_points_claude_code_at_the_proxy_with_the_token(
         tmp_path: Path, mode: str) -> None:
     s = load({"ANYCLAUDE_MODE": mode, "ANYCLAUDE_PROXY_TOKEN": "t"}, tmp_path)
     env = claude_env(s, URL, None, {})
-    assert (env["ANTHROPIC_BASE_URL"], env["ANTHROPIC_API_KEY"]) == (URL, "t")
+    assert (env["ANTHROPIC_BASE_URL"], env["ANTHROPIC_AUTH_TOKEN"]) == (URL, "t")
     assert env["ANTHROPIC_MODEL"] == (s.endpoint.model or f"anyclaude-{mode}")
 
 
@@ -167,7 +167,7 @@ def test_missing_claude_says_how_to_install_it(tmp_path: Path) -> None:
                                  "ANYCLAUDE_CLAUDE_PATH to its path.")
     not_executable = tmp_path / "claude"
     not_executable.write_text("")
-    with pytest.raises(LaunchError, match="ANYCLAUDE_CLAUDE_PATH .* is not an executable"):
+    with pytest.raises(LaunchError, match=r"ANYCLAUDE_CLAUDE_PATH .* is not an executable"):
         find_claude(str(not_executable), {"PATH": str(tmp_path)})
 
 
@@ -175,7 +175,7 @@ def test_proxy_only_lines_start_with_the_url_then_say_how_to_connect(tmp_path: P
     s = load({"ANYCLAUDE_PROXY_TOKEN": "tok-4"}, tmp_path)
     assert connection_lines(s, URL) == [
         f"[anyclaude] Proxy URL: {URL}", "[anyclaude] Token: tok-4",
-        f"export ANTHROPIC_BASE_URL={URL} ANTHROPIC_API_KEY=tok-4"]
+        f"export ANTHROPIC_BASE_URL={URL} ANTHROPIC_AUTH_TOKEN=tok-4"]
     c = load({"ANYCLAUDE_MODE": "claude", "ANYCLAUDE_PROXY_TOKEN": "tok-4"}, tmp_path)
     assert connection_lines(c, URL)[2] == (
         f"export ANTHROPIC_BASE_URL={URL} ANTHROPIC_CUSTOM_HEADERS='x-anyclaude-token: tok-4'")

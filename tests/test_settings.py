@@ -137,16 +137,15 @@ def test_unknown_keys_are_listed(tmp_path: Path) -> None:
     assert settings.load({}, {}, cwd).endpoint.model == "y"
 
 
-def test_anyclaude_config_replaces_the_user_file(tmp_path: Path,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_anyclaude_config_replaces_the_user_file(tmp_path: Path) -> None:
     user_config(tmp_path, "port = 1001\n")
     explicit = tmp_path / "elsewhere.toml"
     explicit.write_text("port = 1005\n", encoding="utf-8")
-    monkeypatch.setenv("ANYCLAUDE_CONFIG", str(explicit))
-    assert settings.load({}, {}, project(tmp_path))["port"] == 1005
-    monkeypatch.setenv("ANYCLAUDE_CONFIG", str(tmp_path / "missing.toml"))
+    env = {"ANYCLAUDE_CONFIG": str(explicit)}
+    assert settings.load({}, env, project(tmp_path))["port"] == 1005
+    env = {"ANYCLAUDE_CONFIG": str(tmp_path / "missing.toml")}
     with pytest.raises(SettingsError, match="does not exist; create it or unset ANYCLAUDE_CONFIG"):
-        settings.load({}, {}, project(tmp_path))
+        settings.load({}, env, project(tmp_path))
 
 
 def test_the_proxy_token_is_random_per_run_unless_set(tmp_path: Path) -> None:

@@ -7,6 +7,8 @@ import asyncio
 import io
 import json
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
@@ -190,12 +192,18 @@ def test_generation_confirms_the_model_is_loaded_before_start_up_ends(script: Pa
                                                                       tmp_path: Path) -> None:
     sup, _ = supervisor(tree_backend(script, free_port(), "--fail-first", "2", "--no-child",
                                      confirm=True), tmp_path)
+    terminal = io.StringIO()
+    sup.console = Console(file=terminal, force_terminal=True, width=120)
     ensure(sup)
     sup.stop()
     chats = [json.loads(line) for line in (tmp_path / "chats.jsonl").read_text().splitlines()]
     assert len(chats) == 3, "two 503 answers while loading, then the 200 that ends start-up"
     assert all(c["max_tokens"] == 1 and c["stream"] is False and "model" not in c
                for c in chats)
+    shown = terminal.getvalue()
+    assert "Loading the model (waiting for a 1-token answer)" in shown, "the phase"
+    assert re.search(r"\d:\d\d:\d\d", shown), "the elapsed time"
+    assert "The tree server is ready" in shown
 
 
 def test_something_else_on_the_port_is_reported_not_started(script: Path,
@@ -360,3 +368,35 @@ def test_startup_failures_reach_the_user_as_one_sentence_and_exit_1(tmp_path: Pa
     assert result.returncode == 1
     assert result.stderr.startswith("anyclaude: The openai server is not running at")
     assert "Traceback" not in result.stderr
+
+
+HANGING_LMS = """#!/bin/sh
+case "$1 $2" in
+  "server start") touch "$FAKE_LMS_STATE/starting"; exec sleep 600 ;;
+  "server stop") touch "$FAKE_LMS_STATE/stopped" ;;
+esac
+"""
+
+
+def test_ctrl_c_while_the_backend_starts_stops_what_was_started(tmp_path: Path) -> None:
+    lms = tmp_path / "lms"
+    lms.write_text(HANGING_LMS)
+    lms.chmod(0o755)
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FAKE_LMS_STATE": str(tmp_path),
+           "ANYCLAUDE_STATE_DIR": str(tmp_path / "state"), "ANYCLAUDE_MODE": "lmstudio",
+           "LMSTUDIO_URL": f"http://127.0.0.1:{free_port()}/v1", "LMSTUDIO_LMS": str(lms)}
+    proc = psutil.Popen([sys.executable, "-m", "anyclaude", "--proxy-only"], env=env,
+                        cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "starting").exists():
+        assert proc.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    hanging = tree(proc)[1:]
+    assert hanging, "`lms server start` is running"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert out == "", "no proxy URL: the proxy never started"
+    assert (tmp_path / "stopped").exists(), "the plan's stop command ran"
+    psutil.wait_procs(hanging, timeout=10)
+    assert not [p for p in hanging if alive(p)]

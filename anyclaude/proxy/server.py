@@ -12,6 +12,7 @@ from anyclaude.proxy.app import create_app
 from anyclaude.proxy.config import ProxyConfig
 
 HOST = "127.0.0.1"
+SHUTDOWN_TIMEOUT = 2.0
 
 
 class ProxyServer:
@@ -29,8 +30,10 @@ class ProxyServer:
     async def start(self) -> str:
         # handler_cancellation: a client that goes away cancels its handler at once, which
         # closes the upstream request (mlx-lm keeps generating until its socket closes).
+        # shutdown_timeout: on Ctrl-C a request still streaming gets this long, not aiohttp's
+        # default 60 s (measured: anyclaude otherwise waited for a whole 80 s answer).
         self._runner = web.AppRunner(create_app(self.config), handler_cancellation=True,
-                                     access_log=None)
+                                     access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, self.port, reuse_address=True)
         await site.start()

@@ -6,6 +6,7 @@ context overflow that Claude Code reports without retrying in a loop."""
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import subprocess
 from collections.abc import Iterator
@@ -105,14 +106,14 @@ def test_bash_tool_round_trip_then_a_follow_up_turn_reuse_the_prompt_cache(
     assert all("x-anthropic-billing-header" not in json.dumps(u) for u in upstream)
     # Prefix stability: each request starts with exactly the messages of the one before,
     # with the same tools and the same serialisation.
-    for before, after in zip(upstream, upstream[1:], strict=False):
+    for before, after in itertools.pairwise(upstream):
         assert after["tools"] == before["tools"]
         assert after["messages"][: len(before["messages"])] == before["messages"]
     # ...and so does the prompt the model's chat template renders.
     tokenizer = AutoTokenizer.from_pretrained(mlx.model)
     rendered = [tokenizer.apply_chat_template(u["messages"], tools=u["tools"], tokenize=False)
                 for u in upstream]
-    for before, after in zip(rendered, rendered[1:], strict=False):
+    for before, after in itertools.pairwise(rendered):
         assert after.startswith(before)
     # mlx-lm served every follow-up from its prompt cache.
     for answer in answers[1:]:

@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,8 +28,8 @@ import pytest
 from aiohttp import web
 
 from tests.support.claude_code import ProcessWatch, claude_path, headless_env, write_fake_claude
-from tests.support.mlx_server import free_port, port_open, running_mlx_server
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.mlx_server import OPENBLAS, free_port, port_open, running_mlx_server
+from tests.support.scripted_backend import Reply, ScriptedBackend
 from tests.support.tiny_model import (
     DEFAULT_SENTENCE,
     build_scripted_model,
@@ -108,7 +109,10 @@ class Run:
     def assert_nothing_left(self, *ports: int) -> None:
         survivors = self.watch.survivors()
         assert not survivors, f"still running: {[p.pid for p in survivors]}\n{self.stderr}"
-        for port in ports:
+        for port in ports:  # a killed process's last threads may still be closing its files
+            deadline = time.monotonic() + 10
+            while port_open("127.0.0.1", port) and time.monotonic() < deadline:
+                time.sleep(0.05)
             assert not port_open("127.0.0.1", port), f"port {port} still open"
 
 
@@ -135,15 +139,20 @@ def launch(tmp_path: Path, started: list[Run]) -> Callable[..., Run]:
     return start
 
 
-def mlx_env(tmp_path: Path, model: Path | str, port: int, claude: Path | None = None,
-            **extra: str) -> dict[str, str]:
+def run_env(tmp_path: Path, mode: str, **extra: str) -> dict[str, str]:
+    """A headless environment for `anyclaude` in `mode`, with the fixed test token."""
     project = tmp_path / "project"
     project.mkdir(exist_ok=True)
     return headless_env(tmp_path / "home", project, api_key=TOKEN, extra={
-        "ANYCLAUDE_MODE": "mlx-lm", "MLX_LM_MODEL": str(model),
-        "MLX_LM_URL": f"http://127.0.0.1:{port}/v1", "ANYCLAUDE_PROXY_TOKEN": TOKEN,
-        "ANYCLAUDE_STATE_DIR": str(tmp_path / "state"),
-        "ANYCLAUDE_CLAUDE_PATH": str(claude or claude_path()), **extra})
+        "ANYCLAUDE_MODE": mode, "ANYCLAUDE_PROXY_TOKEN": TOKEN,
+        "ANYCLAUDE_STATE_DIR": str(tmp_path / "state"), **extra})
+
+
+def mlx_env(tmp_path: Path, model: Path | str, port: int, claude: Path | None = None,
+            **extra: str) -> dict[str, str]:
+    return run_env(tmp_path, "mlx-lm", MLX_LM_MODEL=str(model),
+                   MLX_LM_URL=f"http://127.0.0.1:{port}/v1",
+                   ANYCLAUDE_CLAUDE_PATH=str(claude or claude_path()), **extra)
 
 
 def started_mlx(run: Run) -> list[psutil.Process]:
@@ -164,7 +173,10 @@ def test_print_mode_goes_from_nothing_to_the_answer_and_back_to_nothing(
     assert run.watch.seen, "anyclaude's children were observed"
     log = tmp_path / "state" / "logs" / f"mlx-lm-{port}.log"
     assert f"[anyclaude] Starting the mlx-lm server (log: {log})." in run.err
+    assert log.read_text().splitlines()[0] == (
+        f"$ {sys.executable} -m mlx_lm server --model {tiny_model} --host 127.0.0.1 --port {port}")
     assert "POST /v1/chat/completions" in log.read_text()
+    assert "anyclaude session" in run.stderr, "the exit summary"
     run.assert_nothing_left(port)
 
 
@@ -193,6 +205,51 @@ def test_a_server_already_running_is_reused_and_left_running(
         run.assert_nothing_left()
         assert server.process.poll() is None
         assert httpx.get(f"http://127.0.0.1:{server.port}/health").status_code == 200
+
+
+def test_interactive_claude_code_answers_without_a_key_dialog_and_ctrl_c_quits(
+        tmp_path: Path, tiny_model: Path) -> None:
+    """The TUI in a real terminal (tmux): no "Do you want to use this API key?" dialog for
+    the run's new token, an answer, then Ctrl-C twice quits Claude Code and anyclaude."""
+    tmux = shutil.which("tmux")
+    assert tmux, "tmux is needed for the interactive test; install it (apt-get install tmux)"
+    port = free_port()
+    env = mlx_env(tmp_path, tiny_model, port, ANYCLAUDE_PROXY_TOKEN="")  # a new random token
+    command = f"{sys.executable} -m anyclaude --tools ''; echo $? > {tmp_path / 'exit-code'}"
+    server = ["tmux", "-L", f"anyclaude-test-{os.getpid()}"]
+    subprocess.run([*server, "new-session", "-d", "-x", "150", "-y", "40", "-c",
+                    str(tmp_path / "project"), command], env=env, check=True)
+    try:
+        pane_pid = int(subprocess.run([*server, "display", "-p", "#{pane_pid}"],
+                                      capture_output=True, text=True, check=True).stdout)
+        watch = ProcessWatch(pane_pid)
+
+        def screen() -> str:
+            return subprocess.run([*server, "capture-pane", "-p"], capture_output=True,
+                                  text=True).stdout
+
+        def wait_screen(text: str) -> None:
+            deadline = time.monotonic() + 90
+            while text not in (shown := screen()):
+                assert "Do you want to use this API key" not in shown, shown
+                assert time.monotonic() < deadline, f"no {text!r} on screen:\n{shown}"
+                time.sleep(0.2)
+
+        wait_screen("? for shortcuts")
+        subprocess.run([*server, "send-keys", "say hi", "Enter"], check=True)
+        wait_screen(DEFAULT_SENTENCE)
+        for _ in range(2):
+            subprocess.run([*server, "send-keys", "C-c"], check=True)
+            time.sleep(0.5)
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "exit-code").exists():
+            assert time.monotonic() < deadline, screen()
+            time.sleep(0.1)
+        assert (tmp_path / "exit-code").read_text().strip() == "0"
+        assert not watch.survivors()
+        assert not port_open("127.0.0.1", port)
+    finally:
+        subprocess.run([*server, "kill-server"], check=False)
 
 
 # -- every way out --------------------------------------------------------------------------
@@ -242,7 +299,7 @@ def test_claude_code_s_exit_code_comes_back_and_the_backend_is_stopped(
     assert run.finish() == 3, run.stderr
     seen = json.loads(record.read_text())
     assert seen["argv"] == ["--resume", "abc"]
-    assert seen["env"]["ANTHROPIC_API_KEY"] == TOKEN
+    assert seen["env"]["ANTHROPIC_AUTH_TOKEN"] == TOKEN
     assert seen["env"]["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "131072", "from config.json"
     run.assert_nothing_left(port)
 
@@ -284,6 +341,21 @@ def test_a_backend_that_fails_while_starting_shows_its_log_and_exits_1(
     run.assert_nothing_left(port)
 
 
+def test_a_failure_after_the_backend_started_still_stops_it(
+        tmp_path: Path, tiny_model: Path, launch: Callable[..., Run]) -> None:
+    port = free_port()
+    with socket.socket() as busy:  # the proxy cannot listen: an error after the backend is up
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        run = launch(["--port", str(busy.getsockname()[1]), "-p", "hi"],
+                     mlx_env(tmp_path, tiny_model, port))
+        assert run.finish() == 1
+    assert "The mlx-lm server is ready" in run.stderr
+    assert run.err[-1].startswith("anyclaude: The proxy could not listen on 127.0.0.1:")
+    assert started_mlx(run) == [] and run.watch.seen
+    run.assert_nothing_left(port)
+
+
 def test_a_backend_crash_mid_session_is_reported_and_answered_with_529(
         tmp_path: Path, tiny_model: Path, launch: Callable[..., Run]) -> None:
     port = free_port()
@@ -291,6 +363,8 @@ def test_a_backend_crash_mid_session_is_reported_and_answered_with_529(
     url = run.proxy_url()
     backend = started_mlx(run)
     assert len(backend) == 1
+    if OPENBLAS.exists():
+        assert backend[0].environ()["LD_PRELOAD"] == str(OPENBLAS), "mlx's CPU build ~50x faster"
     backend[0].kill()
     line = run.wait_for("the crash report", lambda: [
         e for e in run.err if "exited unexpectedly" in e])[0]
@@ -329,9 +403,9 @@ def test_proxy_only_prints_the_url_line_then_serves_until_ctrl_c(
     url = run.proxy_url()
     run.wait_for("the export line", lambda: len(run.out) >= 3)
     assert run.out[1:3] == [f"[anyclaude] Token: {TOKEN}",
-                            f"export ANTHROPIC_BASE_URL={url} ANTHROPIC_API_KEY={TOKEN}"]
+                            f"export ANTHROPIC_BASE_URL={url} ANTHROPIC_AUTH_TOKEN={TOKEN}"]
     client = anthropic.Anthropic(base_url=url, api_key=TOKEN, max_retries=0)
-    reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=50,
+    reply = client.messages.create(model="claude-x", max_tokens=50,
                                    messages=[{"role": "user", "content": "say hi"}])
     assert reply.content[0].type == "text" and reply.content[0].text == DEFAULT_SENTENCE
     with client.messages.stream(model="x", max_tokens=50,
@@ -354,13 +428,11 @@ def test_each_openai_mode_serves_its_dialect_through_proxy_only(
         tmp_path: Path, launch: Callable[..., Run], mode: str, dialect: Any, url_var: str,
         model_var: str, reports_window: bool) -> None:
     with ScriptedBackend(dialect, model="scripted", context_length=12288) as double:
-        env = headless_env(tmp_path / "home", tmp_path / "project", extra={
-            "ANYCLAUDE_MODE": mode, url_var: double.url, model_var: "scripted",
-            "ANYCLAUDE_PROXY_TOKEN": TOKEN, "ANYCLAUDE_STATE_DIR": str(tmp_path / "state")})
+        env = run_env(tmp_path, mode, **{url_var: double.url, model_var: "scripted"})
         run = launch(["--proxy-only"], env)
         url = run.proxy_url()
         client = anthropic.Anthropic(base_url=url, api_key=TOKEN, max_retries=0)
-        reply = client.messages.create(model="claude-sonnet-4-5", max_tokens=100,
+        reply = client.messages.create(model="claude-x", max_tokens=100,
                                        messages=[{"role": "user", "content": "hi"}])
         assert reply.content[0].type == "text" and reply.content[0].text == SCRIPTED_TEXT
         chat = [r for r in double.requests if r.path.endswith("/chat/completions")]
@@ -371,6 +443,48 @@ def test_each_openai_mode_serves_its_dialect_through_proxy_only(
             assert models["data"][0]["max_input_tokens"] == 12288, "discovered at launch"
         run.proc.send_signal(signal.SIGTERM)
         assert run.finish() == 0
+        run.assert_nothing_left()
+
+
+def test_debug_lines_go_to_stderr_in_proxy_only_mode_and_traces_to_a_file(
+        tmp_path: Path, launch: Callable[..., Run]) -> None:
+    with ScriptedBackend("vllm", model="scripted") as double:
+        env = run_env(tmp_path, "openai", ANYCLAUDE_OPENAI_URL=double.url, ANYCLAUDE_DEBUG="3")
+        run = launch(["--proxy-only"], env)
+        client = anthropic.Anthropic(base_url=run.proxy_url(), api_key=TOKEN, max_retries=0)
+        client.messages.create(model="x", max_tokens=50,
+                               messages=[{"role": "user", "content": "hi"}])
+        line = run.wait_for("the request line", lambda: [
+            e for e in run.err if e.startswith("[anyclaude] openai x once: prompt ")])
+        assert line[0].endswith("end_turn")
+        trace = Path(run.wait_for("the trace path", lambda: [
+            e.removeprefix("[anyclaude] Traces: ") for e in run.err if "Traces: " in e])[0])
+        run.proc.send_signal(signal.SIGTERM)
+        assert run.finish() == 0
+        steps = [json.loads(entry)["step"] for entry in trace.read_text().splitlines()]
+        assert "upstream_request" in steps and "answer" in steps
+        assert TOKEN not in trace.read_text(), "the token is redacted"
+        run.assert_nothing_left()
+
+
+def test_stopping_proxy_only_does_not_wait_for_a_request_in_flight(
+        tmp_path: Path, launch: Callable[..., Run]) -> None:
+    with ScriptedBackend("vllm", model="scripted") as double:
+        double.reply(Reply(text="x" * 10000, chunk_size=1, chunk_delay=0.5))  # ~80 minutes
+        env = run_env(tmp_path, "openai", ANYCLAUDE_OPENAI_URL=double.url)
+        run = launch(["--proxy-only"], env)
+        url = run.proxy_url()
+        body = {"model": "x", "max_tokens": 20000, "stream": True,
+                "messages": [{"role": "user", "content": "hi"}]}
+        with httpx.stream("POST", url + "/v1/messages", json=body, timeout=60,
+                          headers={"x-api-key": TOKEN}) as response:
+            chunks = response.iter_raw()
+            assert b"message_start" in next(chunks)
+            os.killpg(run.proc.pid, signal.SIGINT)
+            assert run.finish(timeout=60) == 0, "stopped long before the answer would end"
+            with pytest.raises(httpx.RemoteProtocolError):
+                for _ in chunks:
+                    pass
         run.assert_nothing_left()
 
 
@@ -404,7 +518,7 @@ class AnthropicUpstream:
         self.url = ""
 
     async def messages(self, request: web.Request) -> web.StreamResponse:
-        self.headers.append(dict(request.headers))
+        self.headers.append({k.lower(): v for k, v in request.headers.items()})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream",
                                                "request-id": "req_upstream"})
         await response.prepare(request)
@@ -439,9 +553,7 @@ class AnthropicUpstream:
 def test_claude_mode_passes_the_stream_through_byte_for_byte_with_the_user_s_key_only(
         tmp_path: Path, launch: Callable[..., Run]) -> None:
     with AnthropicUpstream() as upstream:
-        env = headless_env(tmp_path / "home", tmp_path / "project", extra={
-            "ANYCLAUDE_MODE": "claude", "ANTHROPIC_UPSTREAM_URL": upstream.url,
-            "ANYCLAUDE_PROXY_TOKEN": TOKEN, "ANYCLAUDE_STATE_DIR": str(tmp_path / "state")})
+        env = run_env(tmp_path, "claude", ANTHROPIC_UPSTREAM_URL=upstream.url)
         run = launch(["--proxy-only"], env)
         url = run.proxy_url()
         run.wait_for("the export line", lambda: len(run.out) >= 3)
@@ -462,8 +574,10 @@ def test_claude_mode_passes_the_stream_through_byte_for_byte_with_the_user_s_key
                                     messages=[{"role": "user", "content": "hi"}]) as stream:
             assert stream.get_final_text() == "Straight from upstream."
         assert len(upstream.headers) == 2
-        for seen in upstream.headers:
-            assert seen["X-Api-Key"] == "sk-ant-user-key"
+        for seen in upstream.headers:  # httpx sent x-api-key, this SDK sends a Bearer token
+            assert "sk-ant-user-key" in (seen.get("x-api-key"),
+                                         seen.get("authorization", "").removeprefix("Bearer "))
+            assert "x-anyclaude-token" not in seen
             assert not any(TOKEN in value for value in seen.values()), "token never forwarded"
         with pytest.raises(anthropic.AuthenticationError):
             anthropic.Anthropic(base_url=url, api_key="sk-ant-user-key", max_retries=0) \

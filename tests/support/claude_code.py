@@ -34,8 +34,8 @@ def claude_path() -> Path:
         REPO_ROOT / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
     if not (path.is_file() and os.access(path, os.X_OK)):
         pytest.fail(f"Claude Code is not installed for the tests at {path}: run the test set-up "
-                    f"script (it runs `{INSTALL_COMMAND}`), or set ANYCLAUDE_TEST_CLAUDE to a "
-                    "`claude` executable.", pytrace=False)
+                    f"script ./scripts/test (it runs `{INSTALL_COMMAND}`), or set "
+                    "ANYCLAUDE_TEST_CLAUDE to a `claude` executable.", pytrace=False)
     return path
 
 
@@ -171,7 +171,7 @@ def ctrl_c(signum, frame):
     request = urllib.request.Request(
         os.environ["ANTHROPIC_BASE_URL"] + "/v1/messages", data=body,
         headers={{"content-type": "application/json",
-                  "x-api-key": os.environ["ANTHROPIC_API_KEY"]}})
+                  "authorization": "Bearer " + os.environ["ANTHROPIC_AUTH_TOKEN"]}})
     try:
         with urllib.request.urlopen(request, timeout=60) as response:
             note("sigint", {{"status": response.status, "body": json.load(response)}})
