@@ -26,6 +26,7 @@ import psutil
 from rich.console import Console
 
 from anyclaude import discovery, summary
+from anyclaude.processes import GRACE_S, die_with_parent, terminate, tree
 from anyclaude.proxy.app import TOKEN_HEADER
 from anyclaude.proxy.background import BACKGROUND_MODEL as BACKGROUND_MODEL
 from anyclaude.proxy.config import ProxyConfig
@@ -33,7 +34,7 @@ from anyclaude.proxy.server import ProxyServer
 from anyclaude.proxy.tokens import TokenCounter, find_tokenizer
 from anyclaude.proxy.trace import Tracer
 from anyclaude.settings import Settings
-from anyclaude.supervisor import GRACE_S, Supervisor, die_with_parent, note, terminate, tree
+from anyclaude.supervisor import Supervisor, note
 
 INSTALL_HINT = "install it with `npm install -g @anthropic-ai/claude-code`"
 API_TIMEOUT_MS = "3600000"

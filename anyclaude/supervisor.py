@@ -10,15 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import os
 import shlex
-import signal
-import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 from urllib.parse import urlsplit
@@ -30,10 +26,16 @@ from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from anyclaude.backends.base import Backend, Endpoint, LaunchPlan
 from anyclaude.backends.net import host_port, server_root
+from anyclaude.processes import (
+    GRACE_S,
+    PROBE_TIMEOUT_S,
+    describe_exit,
+    die_with_parent,
+    port_in_use,
+    terminate,
+    tree,
+)
 
-GRACE_S = 5.0
-"""Seconds between SIGTERM and SIGKILL when stopping a process tree."""
-PROBE_TIMEOUT_S = 2.0
 POLL_S = 0.2
 TAIL_LINES = 15
 CONFIRM_ATTEMPT_S = 5.0
@@ -42,7 +44,6 @@ while its model failed to load, but answers the next at once (404)."""
 COMMAND_TIMEOUT_S = 60.0
 """Limit for one-shot stop commands (`lms server stop`)."""
 LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
-PR_SET_PDEATHSIG = 1
 
 
 class BackendError(Exception):
@@ -54,55 +55,6 @@ class BackendError(Exception):
     def __init__(self, message: str, log_tail: str = "") -> None:
         super().__init__(message)
         self.log_tail = log_tail
-
-
-def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
-    """A `preexec_fn` that makes the child receive `sig` when anyclaude dies (Linux only).
-
-    The kernel fires it when the *thread* that forked the child exits, so spawn from the
-    main thread (the event loop's), never from a worker thread."""
-    if not sys.platform.startswith("linux"):
-        return None
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
-        if os.getppid() != parent:  # anyclaude died before prctl took effect
-            os.kill(os.getpid(), sig)
-
-    return preexec
-
-
-def tree(proc: psutil.Process) -> list[psutil.Process]:
-    """A process and all its descendants (empty when it is gone)."""
-    try:
-        return [proc, *proc.children(recursive=True)]
-    except psutil.NoSuchProcess:
-        return []
-
-
-def terminate(procs: Iterable[psutil.Process], grace: float = GRACE_S) -> list[psutil.Process]:
-    """SIGTERM every process, SIGKILL what is left after `grace` seconds, reap; return the
-    processes still alive after that (normally none)."""
-    unique = {p.pid: p for p in procs}
-    alive = list(unique.values())
-    for sig_send in (psutil.Process.terminate, psutil.Process.kill):
-        for proc in alive:
-            with contextlib.suppress(psutil.NoSuchProcess, psutil.AccessDenied):
-                sig_send(proc)
-        _, alive = psutil.wait_procs(alive, timeout=grace)
-        if not alive:
-            break
-    return alive
-
-
-def port_in_use(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
 
 
 def missing_model_folder(model: str | None) -> Path | None:
@@ -118,14 +70,6 @@ def missing_model_folder(model: str | None) -> Path | None:
 def note(console: Console, message: str) -> None:
     """One `[anyclaude] ...` line on anyclaude's console (stderr), taken literally."""
     console.print(f"[anyclaude] {message}", markup=False)
-
-
-def describe_exit(code: int) -> str:
-    if code < 0:
-        with contextlib.suppress(ValueError):
-            return f"signal {signal.Signals(-code).name}"
-        return f"signal {-code}"
-    return f"code {code}"
 
 
 def log_tail(path: Path | None, lines: int = TAIL_LINES, noise: str | None = None) -> str:

@@ -23,7 +23,8 @@ from rich.console import Console
 
 from anyclaude.backends import lmstudio, mlx_lm, openai
 from anyclaude.backends.base import Backend, Endpoint, LaunchPlan
-from anyclaude.supervisor import BackendError, Supervisor, die_with_parent, tree
+from anyclaude.processes import die_with_parent, tree
+from anyclaude.supervisor import BackendError, Supervisor
 from tests.support.claude_code import REPO_ROOT, no_new_children
 from tests.support.mlx_server import free_port, port_open
 
@@ -318,7 +319,7 @@ def test_a_started_server_dies_with_anyclaude_even_when_it_is_sigkilled(tmp_path
     parent = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent("""
             import subprocess, sys, time
-            from anyclaude.supervisor import die_with_parent
+            from anyclaude.processes import die_with_parent
             child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"],
                                      preexec_fn=die_with_parent(), start_new_session=True)
             print(child.pid, flush=True)
