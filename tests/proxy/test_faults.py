@@ -3,6 +3,7 @@ and the proxy keeps serving."""
 
 from __future__ import annotations
 
+import json
 import socket
 import time
 from collections.abc import Iterator
@@ -223,3 +224,23 @@ def test_a_slow_backend_request_does_not_block_others(
     quick = time.monotonic() - started
     slow.join()
     assert quick < 2.0  # the slow one takes ~5 s
+
+
+def test_a_client_that_stops_reading_does_not_block_others(
+        mlx: tuple[ScriptedBackend, ThreadedProxy]) -> None:
+    backend, proxy = mlx
+    backend.reply(Reply(text="x" * 4_000_000, chunk_size=4096), Reply(text="quick"))
+    host, port = proxy.url.removeprefix("http://").split(":")
+    payload = json.dumps({**BODY, "max_tokens": 10, "stream": True}).encode()
+    stalled = socket.create_connection((host, int(port)))
+    stalled.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    stalled.sendall(b"POST /v1/messages HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: "
+                    b"application/json\r\nx-api-key: " + TOKEN.encode() +
+                    b"\r\nContent-Length: " + str(len(payload)).encode() + b"\r\n\r\n" + payload)
+    try:
+        backend.wait_for_request(1)
+        started = time.monotonic()
+        assert check(parse_sse(post(proxy).content))["text"] == "quick"
+        assert time.monotonic() - started < 5.0
+    finally:
+        stalled.close()
