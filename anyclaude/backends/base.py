@@ -55,6 +55,9 @@ class Dialect:
     send_top_k: bool = True
     tool_choice: bool = True
     """False: the server ignores or rejects `tool_choice`; leave it out."""
+    response_format: bool = True
+    """Pass Claude Code's structured-output requests (`output_config.format`, e.g. session
+    titles) as `response_format` json_schema, which guided-decoding servers honour."""
     extra_body: Mapping[str, object] = field(default_factory=dict)
 
 

@@ -45,6 +45,7 @@ BACKEND = Backend(
         schema_profile="minimal",
         thinking_template_kwarg=True,
         tool_choice=False,
+        response_format=False,
     ),
     health_path="/health",
     health_is_absolute=True,

@@ -310,7 +310,14 @@ def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None
     thinking = _thinking_enabled(request)
     if dialect.thinking_template_kwarg and thinking is not None:
         body["chat_template_kwargs"] = {"enable_thinking": thinking}
-    effort = (request.get("output_config") or {}).get("effort")
+    output = request.get("output_config") or {}
+    schema_format = output.get("format")
+    if dialect.response_format and isinstance(schema_format, Mapping) and \
+            schema_format.get("type") == "json_schema" and isinstance(schema_format.get("schema"),
+                                                                     Mapping):
+        body["response_format"] = {"type": "json_schema", "json_schema": {
+            "name": "output", "schema": schema_format["schema"]}}
+    effort = output.get("effort")
     if dialect.send_reasoning_effort and effort in ("low", "medium", "high"):
         body["reasoning_effort"] = effort
     body.update(dialect.extra_body)

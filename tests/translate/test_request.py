@@ -355,3 +355,15 @@ def test_text_tool_mode_parses_tool_formats() -> None:
                      tool_calls="text")
     assert plan.text_tools and "hermes" in plan.text_formats
     assert plan.body["tools"]  # the template still needs the tool list
+
+
+TITLE_FORMAT = {"type": "json_schema", "schema": {
+    "type": "object", "properties": {"title": {"type": "string"}}, "required": ["title"]}}
+
+
+def test_structured_output_becomes_response_format_where_servers_honour_it() -> None:
+    request = req([{"role": "user", "content": "x"}],
+                  output_config={"effort": "high", "format": TITLE_FORMAT})
+    assert body(request, LMSTUDIO)["response_format"] == {
+        "type": "json_schema", "json_schema": {"name": "output", "schema": TITLE_FORMAT["schema"]}}
+    assert "response_format" not in body(request, MLX)  # mlx-lm ignores it
