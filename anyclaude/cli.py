@@ -3,7 +3,12 @@
 anyclaude's options use names Claude Code does not have, so anything else on the command
 line (and everything after `--`) reaches `claude` unchanged and in order. The one
 subcommand, `anyclaude doctor`, is picked off before parsing: a group would take Claude
-Code's prompt (`anyclaude "fix the bug"`) for a subcommand name.
+Code's prompt (`anyclaude "fix the bug"`) for a subcommand name. `COMMANDS` is the whole
+command line's definition; `scripts/gen-completions` builds the shell completions from it.
+
+Output: `[anyclaude]` lines in one accent colour, warnings yellow, errors red; nothing at
+all when there is nothing to say. A user error is one sentence, never a traceback (unless
+ANYCLAUDE_DEBUG≥1).
 """
 
 from __future__ import annotations
@@ -14,16 +19,18 @@ import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
 import typer
 from rich.console import Console
+from rich.highlighter import RegexHighlighter
 from rich.markup import escape
+from rich.theme import Theme
 
 from anyclaude import __version__, backends, launcher
 from anyclaude import settings as settings_mod
 from anyclaude.settings import Settings, SettingsError
-from anyclaude.supervisor import BackendError, note
+from anyclaude.supervisor import BackendError
 
 HELP = """Run Claude Code on a local or alternative model.
 
@@ -38,7 +45,21 @@ EPILOG = """[bold]Examples[/]
   anyclaude -- --help                     # Claude Code's own help
   anyclaude doctor \\[--json]               # check the set-up
 
-Settings: these flags, then the environment (ANYCLAUDE_MODE, MLX_LM_MODEL, ...), then TOML files (the user config folder's config.toml, then the project's .anyclaude.toml), then defaults. `anyclaude doctor` lists every setting.
+Settings: these flags, then the environment (ANYCLAUDE_MODE, MLX_LM_MODEL, ...), then TOML files (the user config folder's config.toml, then the project's .anyclaude.toml), then defaults. `anyclaude doctor` shows the settings in effect.
+"""
+
+DOCTOR_HELP = """Check the set-up and say what to fix.
+
+One row per check (settings and config files, Python, the platform, Claude Code, Node, the backend's package, the model, the server and its URL, the context window, the proxy port): ✓ fine, ! a warning, ✗ a problem, each ! and ✗ with a one-line fix. The checks run at once, each bounded by a short timeout, so doctor answers within seconds.
+"""
+
+DOCTOR_EPILOG = """[bold]Examples[/]
+  anyclaude doctor                        # the configured mode
+  anyclaude doctor --mode lmstudio        # another mode, without changing settings
+  anyclaude doctor --backend-url http://127.0.0.1:8081/v1
+  anyclaude doctor --json | jq '.[] | select(.status != "ok")'
+
+Exit status: 0 when the configured mode can work (warnings allowed), 1 when a check failed. --json prints a list of {check, status (ok, warn, fail), symbol, found, fix}.
 """
 
 ModeOption = Annotated[str | None, typer.Option(
@@ -63,7 +84,17 @@ TimeoutOption = Annotated[str | None, typer.Option(
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
                "allow_interspersed_args": True, "help_option_names": ["--help"]}
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _Highlighter(RegexHighlighter):
+    """Colours the `[anyclaude]` prefix of status lines wherever they are printed from."""
+
+    base_style = "anyclaude."
+    highlights: ClassVar[list[str]] = [r"^(?P<prefix>\[anyclaude\])"]
+
+
+THEME = Theme({"anyclaude.prefix": "bold cyan", "anyclaude.warning": "yellow",
+               "anyclaude.error": "bold red"})
+stderr = Console(stderr=True, soft_wrap=True, highlighter=_Highlighter(), theme=THEME)
 
 
 def debug_level(environ: Mapping[str, str] | None = None) -> int:
@@ -76,9 +107,13 @@ def debug_level(environ: Mapping[str, str] | None = None) -> int:
 
 
 def error(message: str, detail: str = "") -> None:
-    stderr.print(f"[bold red]anyclaude:[/] {escape(message)}")
+    stderr.print(f"[anyclaude.error]anyclaude:[/] {escape(message)}", highlight=False)
     if detail:
-        stderr.print(escape(detail), style="dim")
+        stderr.print(escape(detail), style="dim", highlight=False)
+
+
+def warning(message: str) -> None:
+    stderr.print(f"[anyclaude] {message}", style="anyclaude.warning", markup=False)
 
 
 def load_settings(options: Mapping[str, Any], environ: Mapping[str, str] | None = None,
@@ -104,8 +139,8 @@ def warn_unknown_keys(settings: Settings) -> None:
     for path in settings.files:
         unknown = settings_mod.unknown_keys(settings_mod.read_config(path))
         if unknown:
-            note(stderr, f"Ignoring unknown setting(s) {', '.join(unknown)} in {path}; "
-                 "`anyclaude doctor` lists the known ones.")
+            warning(f"Ignoring unknown setting(s) {', '.join(unknown)} in {path}; "
+                    "`anyclaude doctor` suggests the right names.")
 
 
 def guarded(action: Callable[[], int]) -> int:
@@ -172,8 +207,8 @@ doctor_app = typer.Typer(add_completion=False, rich_markup_mode="rich",
                          pretty_exceptions_show_locals=False)
 
 
-@doctor_app.command(help="Check the set-up (backend, model, Claude Code, settings) and say "
-                    "what to fix.", context_settings={"help_option_names": ["--help"]})
+@doctor_app.command(help=DOCTOR_HELP, epilog=DOCTOR_EPILOG,
+                    context_settings={"help_option_names": ["--help"]})
 def doctor(
     as_json: Annotated[bool, typer.Option("--json", help="Print the checks as JSON.")] = False,
     mode: ModeOption = None,
@@ -187,7 +222,6 @@ def doctor(
                    context_window=context_window, startup_timeout=startup_timeout)
 
     def action() -> int:
-        settings = load_settings(options)
         try:
             module = importlib.import_module("anyclaude.doctor")
         except ModuleNotFoundError as exc:
@@ -195,17 +229,23 @@ def doctor(
                 raise
             error("anyclaude doctor is not available in this installation; update anyclaude.")
             return 1
+        try:
+            settings = load_settings(options)
+        except SettingsError as exc:  # doctor reports it as a failed check among the others
+            return int(module.run_despite(exc, options, as_json))
         return int(module.run(settings, as_json))
 
     raise typer.Exit(guarded(action))
 
 
+COMMANDS: dict[str, typer.Typer] = {"": launch_app, "doctor": doctor_app}
+"""The command line: `anyclaude [OPTIONS] [CLAUDE CODE ARGS]` and its subcommands."""
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     """Console-script entry point (`anyclaude`, `python -m anyclaude`)."""
     args = list(sys.argv[1:] if argv is None else argv)
-    app, name = (doctor_app, "anyclaude doctor") if args[:1] == ["doctor"] else \
-        (launch_app, "anyclaude")
-    if app is doctor_app:
-        args = args[1:]
-    command = typer.main.get_command(app)
-    command.main(args=args, prog_name=name, standalone_mode=True)
+    sub = args[0] if args and args[0] in COMMANDS and args[0] else ""
+    command = typer.main.get_command(COMMANDS[sub])
+    command.main(args=args[1:] if sub else args, prog_name=f"anyclaude {sub}".strip(),
+                 standalone_mode=True)
