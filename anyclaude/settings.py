@@ -267,13 +267,14 @@ def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | No
         if flags and flags.get(row.key) is not None:
             raw, source = flags[row.key], "the command line"
         if raw is not None and source != "default":
-            raw = _parse(row, raw, source)
+            raw = parse_value(row, raw, source)
         settings.values[row.key] = raw
         settings.sources[row.key] = source
     return settings
 
 
-def _parse(row: Setting, raw: Any, source: str) -> Any:
+def parse_value(row: Setting, raw: Any, source: str) -> Any:
+    """One raw value (text, or TOML-typed) as the setting's type; SettingsError when invalid."""
     text = str(raw).lower() if isinstance(raw, bool) else str(raw)
     try:
         return row.parse(text)

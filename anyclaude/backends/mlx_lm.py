@@ -7,6 +7,7 @@ only; `/health` answers before the model is loaded; it ignores `tool_choice`.
 
 from __future__ import annotations
 
+import platform
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -14,8 +15,14 @@ from pathlib import Path
 from anyclaude.backends.base import Backend, Dialect, Endpoint, LaunchPlan, Option
 from anyclaude.backends.net import host_port
 
-OPENBLAS = Path("/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0")
-"""Debian's OpenBLAS: preloaded, it makes mlx's CPU build ~50x faster on Linux."""
+
+def openblas_path(machine: str | None = None, lib_root: Path = Path("/usr/lib")) -> Path:
+    """Debian's `libopenblas0-pthread` for this architecture: preloaded, it makes mlx's CPU
+    build ~50x faster on Linux."""
+    name = (machine or platform.machine()).lower()
+    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(name, name)
+    return lib_root / f"{arch}-linux-gnu" / "openblas-pthread" / "libopenblas.so.0"
+
 
 
 def _launch(endpoint: Endpoint, options: Mapping[str, str | None]) -> LaunchPlan | None:
@@ -26,8 +33,9 @@ def _launch(endpoint: Endpoint, options: Mapping[str, str | None]) -> LaunchPlan
     argv = [python, "-m", "mlx_lm", "server", "--model", endpoint.model,
             "--host", "127.0.0.1", "--port", str(port)]
     env: dict[str, str] = {}
-    if sys.platform.startswith("linux") and OPENBLAS.exists():
-        env["LD_PRELOAD"] = str(OPENBLAS)
+    openblas = openblas_path()
+    if sys.platform.startswith("linux") and openblas.exists():
+        env["LD_PRELOAD"] = str(openblas)
     return LaunchPlan(argv=argv, env=env)
 
 

@@ -48,7 +48,7 @@ def lenient_load(options: Mapping[str, Any], environ: Mapping[str, str],
         for raw, source in candidates:
             if raw is not None:
                 try:
-                    return settings_mod._parse(row, raw, source), source
+                    return settings_mod.parse_value(row, raw, source), source
                 except SettingsError as exc:
                     problems.append(str(exc))
         return row.default, "default"

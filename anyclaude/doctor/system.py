@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from anyclaude.backends.mlx_lm import openblas_path
 from anyclaude.doctor.result import (
     Context,
     Result,
@@ -40,12 +41,6 @@ def python_check(version: Sequence[int] = tuple(sys.version_info[:3]),
         return ok("python", f"Python {dotted(version)} ({executable})")
     return fail("python", f"Python {dotted(version)} is older than {dotted(MIN_PYTHON)}",
                 f"Install Python {dotted(MIN_PYTHON)} or newer and reinstall anyclaude with it.")
-
-
-def openblas_path(machine: str, lib_root: Path = Path("/usr/lib")) -> Path:
-    """Where Debian's `libopenblas0-pthread` puts the library for this architecture."""
-    arch = {"amd64": "x86_64", "arm64": "aarch64"}.get(machine.lower(), machine.lower())
-    return lib_root / f"{arch}-linux-gnu" / "openblas-pthread" / "libopenblas.so.0"
 
 
 def platform_check(mode: str, system: str = platform.system(),

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from anyclaude.backends.mlx_lm import openblas_path
 from anyclaude.doctor.system import (
     MIN_CLAUDE_CODE,
     UPDATE_CLAUDE,
     VERSION_TIMEOUT_S,
     claude_check,
     node_check,
-    openblas_path,
     platform_check,
     python_check,
 )
