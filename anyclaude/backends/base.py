@@ -92,6 +92,23 @@ class LaunchPlan:
     stop_commands: Sequence[Sequence[str]] = ()
 
 
+@dataclass(frozen=True)
+class Requirement:
+    """The software anyclaude runs to start this server, so `anyclaude doctor` can check it
+    is installed: a Python module (imported by the interpreter named by `option`, default
+    anyclaude's own) or an executable (named by `option`, default `name` on PATH)."""
+
+    kind: Literal["python-module", "executable"]
+    name: str
+    """Comma-separated modules to import, or the command."""
+    option: str
+    """The backend option (see `Backend.options`) that overrides the interpreter or command."""
+    install: str
+    """How to install it, one sentence; `{python}` is replaced by the interpreter."""
+    bundled: str | None = None
+    """Where an app installs the command outside PATH (`~/.lmstudio/bin/lms`)."""
+
+
 StartCommand = Callable[[Endpoint, Mapping[str, str | None]], LaunchPlan | None]
 """Builds the launch plan from the endpoint and the backend's options, or None when
 anyclaude cannot start this server here (say why in `start_hint`)."""
@@ -123,5 +140,11 @@ class Backend:
     local: bool = True
     """False for remote services (claude): never started, never health-gated at launch."""
     options: tuple[Option, ...] = ()
+    requirement: Requirement | None = None
+    needs_mlx: bool = False
+    """The server runs on MLX: Apple Silicon, or mlx's (slow) CPU build on Linux."""
+    reload_hint: str = ""
+    """How to give the model a larger context in this server; `{model}` and `{size}` are
+    filled in (`lms load {model} --context-length {size}`)."""
     tokenizer_hint: bool = True
     """The model setting may be a local folder holding `tokenizer.json` (for count_tokens)."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Mapping
 
-from anyclaude.backends.base import Backend, Dialect, Endpoint, LaunchPlan, Option
+from anyclaude.backends.base import Backend, Dialect, Endpoint, LaunchPlan, Option, Requirement
 from anyclaude.backends.net import host_port
 
 
@@ -42,5 +42,9 @@ BACKEND = Backend(
     start_hint="open LM Studio and start its server (Developer tab), or install its CLI with "
     "`npx lmstudio install-cli` so anyclaude can run `lms server start`",
     options=(Option("lms", "LMSTUDIO_LMS", None, "The `lms` CLI (default: found on PATH)."),),
+    requirement=Requirement("executable", "lms", "lms",
+                            "Install LM Studio's CLI (`npx lmstudio install-cli`), or start its "
+                            "server in the app yourself.", bundled="~/.lmstudio/bin/lms"),
+    reload_hint="`lms load {model} --context-length {size}`",
     tokenizer_hint=False,
 )

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from anyclaude.backends.base import Backend, Dialect, Endpoint, LaunchPlan, Option
+from anyclaude.backends.base import Backend, Dialect, Endpoint, LaunchPlan, Option, Requirement
 from anyclaude.backends.net import host_port
 
 
@@ -65,4 +65,10 @@ BACKEND = Backend(
         Option("python", "MLX_LM_PYTHON", None,
                "Python interpreter that has mlx-lm installed (default: anyclaude's own)."),
     ),
+    requirement=Requirement(
+        "python-module", "mlx_lm, mlx.core", "python",
+        "Install it: `{python} -m pip install " + (
+            '"mlx-lm[cpu]"' if sys.platform.startswith("linux") else "mlx-lm") +
+        "`, or set MLX_LM_PYTHON to a Python that has it."),
+    needs_mlx=True,
 )

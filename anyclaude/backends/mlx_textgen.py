@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from anyclaude.backends.base import Backend, Dialect, Endpoint, LaunchPlan, Option
+from anyclaude.backends.base import Backend, Dialect, Endpoint, LaunchPlan, Option, Requirement
 from anyclaude.backends.net import host_port
 
 
@@ -47,4 +47,8 @@ BACKEND = Backend(
         Option("executable", "MLX_TEXTGEN_EXECUTABLE", None,
                "The mlx_textgen command (default: found on PATH)."),
     ),
+    requirement=Requirement("executable", "mlx_textgen", "executable",
+                            "Install it: `pip install mlx-textgen`, or set "
+                            "MLX_TEXTGEN_EXECUTABLE to its path."),
+    needs_mlx=True,
 )

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from anyclaude import discovery
-from anyclaude.backends.base import Backend
+from anyclaude.backends.base import Backend, Requirement
 from anyclaude.doctor.result import Context, Result, fail, ok, run_command, warn
 from anyclaude.doctor.server import server_up
 from anyclaude.supervisor import missing_model_folder
@@ -31,57 +31,56 @@ PACKAGE = "backend-package"
 # -- the backend's package or app ---------------------------------------------------------
 
 async def package_check(ctx: Context) -> Result | None:
-    """The software anyclaude runs to start the server. Missing is a failure only when no
-    server is running already (then anyclaude needs it to start one)."""
-    mode, options = ctx.settings.mode, ctx.settings.backend_options()
-    if mode == "mlx-lm":
-        result = await _mlx_lm(options.get("python") or sys.executable, ctx.environ)
-    elif mode == "mlx-textgen":
-        result = _on_path(options.get("executable") or "mlx_textgen", ctx,
-                          "Install it: `pip install mlx-textgen`, or set MLX_TEXTGEN_EXECUTABLE "
-                          "to its path.")
-    elif mode == "lmstudio":
-        result = _on_path(options.get("lms") or "lms", ctx, _lms_fix(ctx))
-    else:
+    """The software anyclaude runs to start the server (the backend's `requirement`).
+    Missing is a failure only when no server is running already (then anyclaude needs it
+    to start one)."""
+    backend, options = ctx.settings.backend, ctx.settings.backend_options()
+    need = backend.requirement
+    if need is None:
         return None
+    env_name = next((o.env for o in backend.options if o.key == need.option), need.option)
+    if need.kind == "python-module":
+        result = await _python_module(options.get(need.option) or sys.executable, need,
+                                      env_name, ctx.environ)
+    else:
+        result = _on_path(options.get(need.option) or need.name, need, env_name, ctx)
     if result.status == "fail" and await server_up(ctx):
         return warn(result.check, result.found + " (the running server does not need it)",
                     result.fix)
     return result
 
 
-async def _mlx_lm(python: str, environ: Mapping[str, str]) -> Result:
+async def _python_module(python: str, need: Requirement, env_name: str,
+                         environ: Mapping[str, str]) -> Result:
     name = PACKAGE
     found = shutil.which(python, path=environ.get("PATH", os.defpath))
     if found is None:
-        return fail(name, f"MLX_LM_PYTHON is {python!r}, which is not an executable",
-                    "Point MLX_LM_PYTHON at a Python that has mlx-lm, or unset it.")
-    out = await run_command([found, "-c", "import mlx_lm, mlx.core"], IMPORT_TIMEOUT_S, environ)
+        return fail(name, f"{env_name} is {python!r}, which is not an executable",
+                    f"Point {env_name} at a Python that has it, or unset it.")
+    modules = [m.strip() for m in need.name.split(",")]
+    label = modules[0].replace("_", "-")
+    out = await run_command([found, "-c", "import " + ", ".join(modules)], IMPORT_TIMEOUT_S,
+                            environ)
     if out.code == 0:
-        return ok(name, f"mlx-lm imports in {found}")
+        return ok(name, f"{label} imports in {found}")
     if out.code is None and "no answer" in out.text:
-        return warn(name, f"importing mlx-lm in {found} took over {IMPORT_TIMEOUT_S:g} s",
-                    f"Run `{found} -c 'import mlx_lm'` to see why it is slow.")
-    spec = '"mlx-lm[cpu]"' if sys.platform.startswith("linux") else "mlx-lm"
+        return warn(name, f"importing {label} in {found} took over {IMPORT_TIMEOUT_S:g} s",
+                    f"Run `{found} -c 'import {modules[0]}'` to see why it is slow.")
     last = out.text.splitlines()[-1] if out.text else f"exit code {out.code}"
-    return fail(name, f"{found} cannot import mlx-lm ({last})",
-                f"Install it: `{found} -m pip install {spec}`, or set MLX_LM_PYTHON to a "
-                "Python that has it.")
+    return fail(name, f"{found} cannot import {label} ({last})",
+                need.install.replace("{python}", found))
 
 
-def _on_path(command: str, ctx: Context, fix: str) -> Result:
+def _on_path(command: str, need: Requirement, env_name: str, ctx: Context) -> Result:
     found = shutil.which(command, path=ctx.path)
-    if found is None:
-        return fail(PACKAGE, f"`{command}` is not on PATH", fix)
-    return ok(PACKAGE, f"{Path(command).name} at {found}")
-
-
-def _lms_fix(ctx: Context) -> str:
-    bundled = ctx.home / ".lmstudio" / "bin" / "lms"
-    if bundled.is_file():
-        return f"Add {bundled.parent} to PATH, or set LMSTUDIO_LMS={bundled}."
-    return "Install LM Studio's CLI (`npx lmstudio install-cli`), or start its server " \
-        "in the app yourself."
+    if found is not None:
+        return ok(PACKAGE, f"{Path(command).name} at {found}")
+    fix = need.install
+    if need.bundled:
+        bundled = ctx.home / Path(need.bundled.removeprefix("~/"))
+        if bundled.is_file():
+            fix = f"Add {bundled.parent} to PATH, or set {env_name}={bundled}."
+    return fail(PACKAGE, f"`{command}` is not on PATH", fix)
 
 
 # -- the model ------------------------------------------------------------------------------
@@ -193,9 +192,9 @@ def _larger(source: str, backend: Backend, model: str | None) -> str:
         return f"Raise ANYCLAUDE_CONTEXT_WINDOW to {size} or more if the model supports it."
     if "server" not in source:
         return f"Use a model with a context window of {size} tokens or more."
-    if backend.name == "lmstudio":
-        return f"Reload the model with a larger context: `lms load {model or 'MODEL'} " \
-            f"--context-length {size}`."
+    if backend.reload_hint:
+        command = backend.reload_hint.format(model=model or "MODEL", size=size)
+        return f"Reload the model with a larger context: {command}."
     return f"Restart the server with a context of {size} tokens or more (vLLM: " \
         f"--max-model-len {size}; llama.cpp: -c {size})."
 

@@ -192,7 +192,8 @@ def _judge_models(found: Probe, backend: Backend, endpoint: Endpoint) -> Result:
     if found.listed.status != 200 or setting is None:
         return ok(name, f"{backend.name} answers at {url}")
     if not models:
-        lms = f" (`lms load {endpoint.model or 'MODEL'}`)" if backend.name == "lmstudio" else ""
+        lms = f" ({backend.reload_hint.format(model=endpoint.model or 'MODEL', size=32768)})" \
+            if backend.reload_hint else ""
         return fail(name, f"{url} answers but lists no models", f"Load a model in the server{lms}.")
     if endpoint.model is None:
         return warn(name, f"{url} serves {listing(models)}, and {setting} is not set",

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from anyclaude import backends
 from anyclaude.backends.mlx_lm import openblas_path
 from anyclaude.doctor.result import (
     Context,
@@ -30,8 +31,6 @@ MIN_NODE = (18, 0, 0)
 """The `engines` of Claude Code's npm package."""
 UPDATE_CLAUDE = "npm install -g @anthropic-ai/claude-code@latest"
 VERSION_TIMEOUT_S = 5.0
-MLX_MODES = frozenset({"mlx-lm", "mlx-textgen"})
-"""Modes whose server runs on MLX: Apple Silicon, or mlx's CPU build on Linux."""
 OPENBLAS_APT = "sudo apt install libopenblas0-pthread"
 
 
@@ -49,7 +48,8 @@ def platform_check(mode: str, system: str = platform.system(),
     """MLX runs on Apple Silicon, and (slowly, on the CPU) on Linux, where Debian's OpenBLAS
     makes it ~50x faster."""
     here = f"{'macOS' if system == 'Darwin' else system} {machine}"
-    if mode not in MLX_MODES:
+    backend = backends.get(mode)
+    if backend is None or not backend.needs_mlx:
         return ok("platform", here)
     if system == "Darwin":
         if machine == "arm64":
