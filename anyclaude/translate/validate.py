@@ -143,7 +143,7 @@ def _check_messages(messages: object) -> None:
         _expect(message, dict, path, "a message object")
         role = message.get("role")
         if role not in ROLES:
-            raise _fail(f"{path}.role", f"must be user or assistant, got {role!r}")
+            raise _fail(f"{path}.role", f"must be user, assistant or system, got {role!r}")
         content = message.get("content")
         if isinstance(content, str):
             continue
