@@ -14,6 +14,7 @@ import aiohttp
 import orjson
 
 from anyclaude.backends.base import Backend, Endpoint
+from anyclaude.backends.net import server_root
 from anyclaude.translate.errors import AnthropicError, unreachable
 
 KEEPALIVE_S = 10.0
@@ -69,7 +70,7 @@ class Upstream:
             raise unreachable(self.endpoint.url, self.backend.url_setting) from exc
 
     async def model(self) -> str | None:
-        """The model name to send: the configured one, else the server's first model."""
+        """The model name to send: the configured one, else one the server has loaded."""
         if self._model or self.backend.dialect.model_field != "configured":
             return self._model
         async with self._model_lock:
@@ -77,15 +78,22 @@ class Upstream:
                 self._model = await self._discover_model()
         return self._model
 
-    async def _discover_model(self) -> str | None:
+    async def _listing(self, url: str) -> list[dict[str, object]]:
         try:
-            async with self.session.get(self.url("/models"), headers=self.headers(),
+            async with self.session.get(url, headers=self.headers(),
                                         timeout=aiohttp.ClientTimeout(total=5)) as resp:
-                data = await resp.json(content_type=None)
+                data = await resp.json(content_type=None) if resp.status == 200 else None
         except (TimeoutError, aiohttp.ClientError, ValueError):
-            return None
+            return []
         models = data.get("data") if isinstance(data, dict) else None
-        if isinstance(models, list) and models and isinstance(models[0], dict):
-            first = models[0].get("id")
-            return first if isinstance(first, str) else None
-        return None
+        return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+
+    async def _discover_model(self) -> str | None:
+        """A model the server has loaded (LM Studio's native API says which: its OpenAI
+        listing also names every downloaded model), else the first one it lists."""
+        native = await self._listing(server_root(self.endpoint.url) + "/api/v0/models")
+        loaded = [m for m in native if m.get("state") == "loaded"
+                  and m.get("type") in (None, "llm", "vlm")]
+        listed = loaded or await self._listing(self.url("/models"))
+        first = listed[0].get("id") if listed else None
+        return first if isinstance(first, str) else None
