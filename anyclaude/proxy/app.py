@@ -183,7 +183,7 @@ def create_app(config: ProxyConfig) -> web.Application:
     app[CONFIG] = config
     app.router.add_get("/health", health)
     if config.backend.protocol == "anthropic":
-        passthrough.add_routes(app, config)
+        passthrough.add_routes(app)
     else:
         app.router.add_post("/v1/messages", create_message)
         app.router.add_post("/v1/messages/count_tokens", count_tokens)

@@ -5,15 +5,10 @@ run's own token are removed; the user's credentials go to the configured upstrea
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import aiohttp
 from aiohttp import web
 
 from anyclaude.translate.errors import AnthropicError, unreachable
-
-if TYPE_CHECKING:
-    from anyclaude.proxy.config import ProxyConfig
 
 HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te",
                         "trailer", "upgrade", "proxy-authorization", "proxy-authenticate",
@@ -59,5 +54,5 @@ async def forward(request: web.Request) -> web.StreamResponse:
         upstream.close()
 
 
-def add_routes(app: web.Application, config: ProxyConfig) -> None:
+def add_routes(app: web.Application) -> None:
     app.router.add_route("*", "/v1/{tail:.*}", forward)

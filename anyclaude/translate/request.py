@@ -63,6 +63,8 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     """What was dropped or changed, for debug output."""
     background: bool = False
+    requested_max_tokens: int = field(init=False)
+    """`max_tokens` as the client asked, before `apply_limits` clamps `max_tokens`."""
 
     def __post_init__(self) -> None:
         self.requested_max_tokens = self.max_tokens
@@ -144,7 +146,7 @@ def _tool_choice(choice: Mapping[str, Any], names: ToolNameMap) -> object:
     return _TOOL_CHOICE[choice["type"]]
 
 
-def _content(parts: Parts, dialect: Dialect) -> str | list[dict[str, Any]]:
+def _content(parts: Parts) -> str | list[dict[str, Any]]:
     """A plain string when every part is text (some servers take strings only)."""
     if all(p["type"] == "text" for p in parts):
         return join_text([p["text"] for p in parts])
@@ -193,7 +195,7 @@ def _user(blocks: Sequence[Mapping[str, Any]] | str, dialect: Dialect,
     parts = [*later_images, *message_parts(rest, vision=dialect.content_parts == "vision",
                                              notes=notes)]
     if parts:
-        out.append({"role": "user", "content": _content(parts, dialect)})
+        out.append({"role": "user", "content": _content(parts)})
     return out
 
 

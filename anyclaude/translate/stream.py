@@ -79,7 +79,6 @@ class StreamTranslator:
     def __post_init__(self) -> None:
         self._index = 0
         self._open: str | None = None
-        self._lead = ""  # whitespace before a block opens, dropped if nothing follows
         self._calls: list[_Call] = []
         self._slots: dict[int, _Call] = {}
         self._stops = StopMatcher(self.plan.stop_sequences)
@@ -178,7 +177,7 @@ class StreamTranslator:
         if self.stop_sequence is not None:
             return "stop_sequence"
         mapped = STOP_REASONS.get(self.finish_reason)
-        if mapped == "max_tokens" or mapped == "refusal":
+        if mapped in ("max_tokens", "refusal"):
             return mapped
         return "tool_use" if self.tool_uses else "end_turn"
 
@@ -233,10 +232,9 @@ class StreamTranslator:
             self.output_chars += len(text)
         if self._open != kind:
             # A block never starts with whitespace; whitespace alone opens nothing.
-            text = (self._lead + text).lstrip()
+            text = text.lstrip()
             if not text:
                 return
-            self._lead = ""
             self._close(out)
             block: dict[str, Any] = {"type": "text", "text": ""} if kind == "text" else {
                 "type": "thinking", "thinking": "", "signature": SIGNATURE}
