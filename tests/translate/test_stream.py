@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from anthropic.lib.streaming._messages import accumulate_event
 from anthropic.types import RawMessageStreamEvent
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
 
@@ -324,8 +324,30 @@ plans = st.builds(lambda tools, text_tools, stops, thinking: plan(
     st.sampled_from([None, "adaptive", "disabled"]))
 
 
+# Kept cases: shapes that broke proxies in this space (and drafts of this one).
+KEPT: list[tuple[Plan, list[Any], bool]] = [
+    # a call whose name never arrives, then a cut stream
+    (plan(), [delta(tool_calls=[{"index": 0, "function": {"arguments": "["}}])], True),
+    # a text-mode call left open at the end of the answer: it must come back as text
+    (plan(text_tools=True), [delta(content='<tool_call>{"name": "Bash"')], False),
+    # reasoning after text, then text again: three blocks, each closed before the next
+    (plan(), [delta(content="a"), delta(reasoning="r"), delta(content="b"), delta("stop")], False),
+    # whitespace-only text, then an interleaved second call at a lower index
+    (plan(), [delta(content="\n"), delta(tool_calls=[{"index": 1, "id": "b", "function": {
+        "name": "Read", "arguments": "{}"}}]), delta(tool_calls=[{"index": 0, "id": "a",
+        "function": {"name": "Bash", "arguments": '{"command": "ls"}'}}])], False),
+    # a stop sequence inside a think prefix is not a stop (it only applies to text)
+    (plan(stops=["STOP"]), [delta(content="<think>STOP</think>ok"), delta("stop")], False),
+]
+
+
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(plans, st.lists(chunk, max_size=25), st.booleans())
+@example(*KEPT[0])
+@example(*KEPT[1])
+@example(*KEPT[2])
+@example(*KEPT[3])
+@example(*KEPT[4])
 def test_any_chunk_sequence_yields_a_valid_event_sequence(p: Plan, chunks: list[Any],
                                                            cut: bool) -> None:
     events = run(chunks, p, cut=cut)
@@ -360,3 +382,10 @@ def test_merging_joins_only_neighbours_of_the_same_block_and_kind() -> None:
     merged = merge_deltas(events)
     texts = [d["delta"] for n, d in merged if n == "content_block_delta"]
     assert texts[0] == {"type": "text_delta", "text": "ab"}
+
+
+def test_stop_sequences_apply_to_text_not_to_reasoning() -> None:
+    summary = check(run([delta(content="<think>STOP</think>ok STOP tail"), delta("stop")],
+                        plan(stops=["STOP"])))
+    assert summary["thinking"] == "STOP" and summary["text"] == "ok "
+    assert summary["stop_reason"] == "stop_sequence"
