@@ -18,15 +18,12 @@ from typing import Any
 
 import psutil
 
+from anyclaude.processes import terminate, tree
+from tests.support.mlx_server import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 TOKEN = "bench-token-0123456789"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_port(port: int, timeout: float = 60.0) -> None:
@@ -39,21 +36,11 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
 
 
 def stop(process: subprocess.Popen[Any]) -> None:
-    try:
-        children = psutil.Process(process.pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        children = []
-    for proc in [psutil.Process(process.pid), *children] if process.poll() is None else children:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
-    _, alive = psutil.wait_procs(children, timeout=5)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
+    """Stop a benchmark server and everything it started (anyclaude's own tree code)."""
+    with contextlib.suppress(psutil.NoSuchProcess):
+        terminate(tree(psutil.Process(process.pid)))
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(5)
-    if process.poll() is None:
-        process.kill()
 
 
 @contextlib.contextmanager

@@ -14,6 +14,7 @@ import pytest
 
 from anyclaude.proxy.server import ThreadedProxy
 from tests.support.grammar import check, parse_sse
+from tests.support.mlx_server import free_port
 from tests.support.proxy import TOKEN, client, running_proxy
 from tests.support.scripted_backend import (
     Reply,
@@ -45,12 +46,6 @@ def post(proxy: ThreadedProxy, body: dict[str, Any] | None = None, stream: bool 
 def still_serves(backend: ScriptedBackend, proxy: ThreadedProxy) -> None:
     backend.reply(Reply(text="fine"))
     assert client(proxy).messages.create(**BODY).content[0].text == "fine"  # type: ignore[union-attr]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_backend_down_is_529_naming_the_url() -> None:

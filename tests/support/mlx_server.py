@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -23,6 +22,9 @@ from typing import IO
 
 import httpx
 import psutil
+
+from anyclaude.processes import die_with_parent as die_with_parent_preexec
+from anyclaude.processes import terminate, tree
 
 OPENBLAS = Path("/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0")
 """mlx-cpu's bundled BLAS is ~50x slower for float32 matmul; preloaded when present."""
@@ -117,23 +119,13 @@ def _tail(path: Path, chars: int) -> str:
 
 
 def terminate_tree(pid: int, grace_s: float = 5.0) -> None:
-    """TERM a process and all its descendants, KILL what is left after ``grace_s``."""
+    """TERM a process and all its descendants, KILL what is left after ``grace_s``
+    (anyclaude's own process-tree code); survivors are an error."""
     try:
         root = psutil.Process(pid)
     except psutil.NoSuchProcess:
         return
-    try:
-        procs = [*root.children(recursive=True), root]
-    except psutil.NoSuchProcess:
-        procs = [root]
-    for proc in procs:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.terminate()
-    _, alive = psutil.wait_procs(procs, timeout=grace_s)
-    for proc in alive:
-        with contextlib.suppress(psutil.NoSuchProcess):
-            proc.kill()
-    _, alive = psutil.wait_procs(alive, timeout=grace_s)
+    alive = terminate(tree(root), grace_s)
     if alive:
         raise MlxServerError(f"processes survived SIGKILL: {[p.pid for p in alive]}")
 
@@ -176,14 +168,6 @@ def _wait_ready(server: MlxServer, deadline: float) -> None:
         time.sleep(0.1)
 
 
-def _die_with_parent() -> None:
-    """Linux: SIGKILL the server if the thread that started it dies (e.g. pytest killed -9)."""
-    import ctypes
-
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-
-
 def _spawn(
     command: list[str], log_file: IO[bytes], env: Mapping[str, str], die_with_parent: bool
 ) -> psutil.Popen:
@@ -194,7 +178,7 @@ def _spawn(
         stderr=log_file,
         env=dict(env),
         start_new_session=True,  # terminal signals go to the test run only; we stop it
-        preexec_fn=_die_with_parent if die_with_parent and sys.platform == "linux" else None,
+        preexec_fn=die_with_parent_preexec() if die_with_parent else None,
     )
 
 
@@ -296,27 +280,3 @@ def _stop(server: MlxServer, grace_s: float, *, raise_if_open: bool) -> None:
         if raise_if_open:
             raise MlxServerError(message)
         print(f"warning: {message}", file=sys.stderr)
-
-
-@contextlib.contextmanager
-def mlx_server(
-    model_dir: str | Path,
-    *,
-    host: str = "127.0.0.1",
-    port: int | None = None,
-    extra_args: Sequence[str] = (),
-    log_path: str | Path | None = None,
-    startup_timeout_s: float = 120.0,
-    grace_s: float = 5.0,
-) -> Iterator[str]:
-    """Like running_mlx_server, but yields only the base URL ``http://127.0.0.1:P/v1``."""
-    with running_mlx_server(
-        model_dir,
-        host=host,
-        port=port,
-        extra_args=extra_args,
-        log_path=log_path,
-        startup_timeout_s=startup_timeout_s,
-        grace_s=grace_s,
-    ) as server:
-        yield server.base_url

@@ -831,14 +831,8 @@ class _MlxLm(_DialectBase):
         return events
 
     def completion(self, plan: _Plan) -> dict[str, Any]:
-        msg: dict[str, Any] = {"role": "assistant"}
-        text = plan.full_text
-        if self.reasoning_field is None:
-            text = "".join(self.reasoning_inline(plan)) + text
-        msg["content"] = text or None
-        if self.reasoning_field is not None and plan.reasoning:
-            msg[self.reasoning_field] = plan.full_reasoning
-        if plan.calls:
+        msg = self.message(plan)
+        if plan.calls:  # mlx-lm's own key order, without `index`
             msg["tool_calls"] = [self._call(c, False) for c in plan.calls]
         out = self._chunk(plan, {}, plan.finish)
         out["object"] = "chat.completion"
