@@ -1,9 +1,10 @@
 """The real Claude Code for tests, a headless environment to run it in, and process-tree
 bookkeeping so a test can prove that nothing it (or anyclaude) started outlives it.
 
-Claude Code is installed for the test suite at `.cache/claude-code/node_modules/.bin/claude`
-(or named by ANYCLAUDE_TEST_CLAUDE). When it is missing, tests that need it FAIL with a
-message saying how to install it: a missing install step is not a pass.
+`./scripts/test` installs every version in `CLAUDE_VERSIONS` into the test cache
+(`$ANYCLAUDE_TEST_CACHE/claude-code/<version>/`, outside the checkout); ANYCLAUDE_TEST_CLAUDE
+names another executable for the pinned version. When one is missing, tests that need it
+FAIL with a message saying how to install it: a missing install step is not a pass.
 """
 
 from __future__ import annotations
@@ -21,21 +22,33 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CLAUDE_VERSION = "2.1.197"
-"""The newest Claude Code whose engines accept Node 20 (see /work/shared/claude-code.md)."""
-INSTALL_COMMAND = (f"npm install --prefix {REPO_ROOT / '.cache' / 'claude-code'} "
-                   f"@anthropic-ai/claude-code@{CLAUDE_VERSION}")
+"""The pinned version: the newest Claude Code whose package accepts Node 20, and the oldest
+the suite tests."""
+NEWEST_VERSION = "2.1.332"
+"""The newest release (2026-11-24); keep in sync with `scripts/test`."""
+CLAUDE_VERSIONS = (CLAUDE_VERSION, NEWEST_VERSION)
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-def claude_path() -> Path:
-    """The Claude Code executable for tests; fails the test (never skips) when missing."""
-    configured = os.environ.get("ANYCLAUDE_TEST_CLAUDE")
+def test_cache() -> Path:
+    """Where `./scripts/test` keeps big third-party installs, outside the checkout."""
+    configured = os.environ.get("ANYCLAUDE_TEST_CACHE")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "anyclaude-test"
+
+
+def claude_path(version: str = CLAUDE_VERSION) -> Path:
+    """The Claude Code executable of `version` for tests; fails the test (never skips) when
+    it is missing."""
+    configured = os.environ.get("ANYCLAUDE_TEST_CLAUDE") if version == CLAUDE_VERSION else None
     path = Path(configured) if configured else \
-        REPO_ROOT / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
+        test_cache() / "claude-code" / version / "node_modules" / ".bin" / "claude"
     if not (path.is_file() and os.access(path, os.X_OK)):
-        pytest.fail(f"Claude Code is not installed for the tests at {path}: run the test set-up "
-                    f"script ./scripts/test (it runs `{INSTALL_COMMAND}`), or set "
-                    "ANYCLAUDE_TEST_CLAUDE to a `claude` executable.", pytrace=False)
+        pytest.fail(f"Claude Code {version} is not installed for the tests at {path}: run the "
+                    "test set-up script ./scripts/test, which installs it with npm.",
+                    pytrace=False)
     return path
 
 

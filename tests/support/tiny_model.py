@@ -339,11 +339,14 @@ def _llama_config(
 
 
 def default_models_dir() -> Path:
-    """Cache folder for built models: $ANYCLAUDE_TINY_MODELS_DIR or <repo>/.cache/tiny-models."""
+    """Cache folder for built models: $ANYCLAUDE_TINY_MODELS_DIR, else `tiny-models` in the
+    test cache outside the checkout (see `tests.support.claude_code.test_cache`)."""
     env = os.environ.get("ANYCLAUDE_TINY_MODELS_DIR")
     if env:
         return Path(env)
-    return Path(__file__).resolve().parents[2] / ".cache" / "tiny-models"
+    from tests.support.claude_code import test_cache
+
+    return test_cache() / "tiny-models"
 
 
 def count_parameters(model_dir: str | Path) -> int:
