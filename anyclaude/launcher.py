@@ -255,7 +255,9 @@ async def run(settings: Settings, claude_args: Sequence[str],
     claude = None if proxy_only else find_claude(settings["claude_path"], env)
     supervisor = Supervisor(settings.backend, settings.endpoint, settings.backend_options(),
                             log_dir=settings.state_dir / "logs",
-                            startup_timeout=settings["startup_timeout"], console=console)
+                            startup_timeout=settings["startup_timeout"], console=console,
+                            keep_alive=settings["keep_alive"] or 0.0,
+                            state_dir=settings.state_dir)
     task = asyncio.current_task()
     assert task is not None
     proxy: ProxyServer | None = None
@@ -296,3 +298,5 @@ async def run(settings: Settings, claude_args: Sequence[str],
                 supervisor.stop()
             if proxy is not None:
                 summary.render(proxy.config.stats, console)
+            if (kept := supervisor.kept_note()) is not None:
+                note(console, kept)

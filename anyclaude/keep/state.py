@@ -39,13 +39,13 @@ def parse_duration(text: str) -> float:
 
 def format_duration(seconds: float) -> str:
     """A short human spelling: `45s`, `5m`, `1h 30m`."""
-    seconds = max(int(round(seconds)), 0)
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        minutes, rest = divmod(seconds, 60)
+    whole = max(round(seconds), 0)
+    if whole < 60:
+        return f"{whole}s"
+    if whole < 3600:
+        minutes, rest = divmod(whole, 60)
         return f"{minutes}m" + (f" {rest}s" if rest else "")
-    hours, rest = divmod(seconds, 3600)
+    hours, rest = divmod(whole, 3600)
     return f"{hours}h" + (f" {rest // 60}m" if rest >= 60 else "")
 
 
