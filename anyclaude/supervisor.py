@@ -303,7 +303,8 @@ class Supervisor:
         if self.process is not None:
             polled: int | None = self.process.poll()
             return polled
-        if self.lease is not None and self.lease.exited.done():
+        if self.lease is not None and self.lease.exited.done() \
+                and not self.lease.exited.cancelled():
             code = self.lease.exited.result()
             return KEEPER_GONE if code is None else code
         return None
@@ -418,7 +419,7 @@ class Supervisor:
         """Until the started server exits: remember its descendants (so `stop` finds them even
         after re-parenting); when it exits on its own, tell the user once."""
         if self.lease is not None:
-            exited = await self.lease.exited
+            exited = await asyncio.shield(self.lease.exited)
             code = KEEPER_GONE if exited is None else exited
         elif self.process is None:
             return
