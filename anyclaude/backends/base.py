@@ -146,5 +146,7 @@ class Backend:
     reload_hint: str = ""
     """How to give the model a larger context in this server; `{model}` and `{size}` are
     filled in (`lms load {model} --context-length {size}`)."""
+    prefix_cache: bool = True
+    """The server reuses the longest cached prefix of a prompt, so a cache warm-up pays off."""
     tokenizer_hint: bool = True
     """The model setting may be a local folder holding `tokenizer.json` (for count_tokens)."""
