@@ -193,3 +193,19 @@ def test_durations(text: str, seconds: float) -> None:
 def test_bad_durations(text: str) -> None:
     with pytest.raises(ValueError, match="duration"):
         state.parse_duration(text)
+
+
+def test_two_runs_starting_at_once_share_one_server(state_dir: Path) -> None:
+    spec = spec_for(free_port())
+
+    async def scenario() -> list[client.Lease]:
+        leases = await asyncio.gather(*(start(state_dir, spec, keep_alive=1.0)
+                                        for _ in range(3)))
+        for lease in leases:
+            lease.release()
+        return list(leases)
+
+    leases = asyncio.run(scenario())
+    assert len({lease.record.server_pid for lease in leases}) == 1
+    assert sum(lease.started for lease in leases) == 1
+    assert gone(leases[0].record.server_pid)
