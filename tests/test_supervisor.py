@@ -118,7 +118,7 @@ def ensure(sup: Supervisor) -> None:
     try:
         asyncio.run(sup.ensure())
     except BaseException:
-        sup.stop()
+        asyncio.run(sup.stop())
         raise
 
 
@@ -139,7 +139,7 @@ def test_stop_kills_the_whole_started_tree_and_closes_the_port(script: Path,
     assert len(procs) == 3, "server, child and grandchild"
     assert os.getpgid(sup.process.pid) == sup.process.pid, "its own process group"
     assert os.getsid(sup.process.pid) == sup.process.pid, "its own session"
-    sup.stop()
+    asyncio.run(sup.stop())
     assert not [p for p in procs if alive(p)]
     assert not port_open("127.0.0.1", port)
     assert sup.log_path is not None and "tree server starting" in sup.log_path.read_text()
@@ -159,7 +159,7 @@ def test_a_healthy_server_already_running_is_reused_and_never_stopped(script: Pa
         ensure(sup)
         assert sup.reused and sup.process is None and sup.log_path is None
         assert "already running" in out.getvalue()
-        sup.stop()
+        asyncio.run(sup.stop())
         assert server.poll() is None and port_open("127.0.0.1", port)
     finally:
         server.terminate()
@@ -196,7 +196,7 @@ def test_generation_confirms_the_model_is_loaded_before_start_up_ends(script: Pa
     terminal = io.StringIO()
     sup.console = Console(file=terminal, force_terminal=True, width=120)
     ensure(sup)
-    sup.stop()
+    asyncio.run(sup.stop())
     chats = [json.loads(line) for line in (tmp_path / "chats.jsonl").read_text().splitlines()]
     assert len(chats) == 3, "two 503 answers while loading, then the 200 that ends start-up"
     assert all(c["max_tokens"] == 1 and c["stream"] is False and "model" not in c
@@ -250,7 +250,7 @@ def test_a_crash_after_start_up_is_reported_once_with_the_log(script: Path,
     assert sup.process is not None
     sup.process.kill()
     asyncio.run(asyncio.wait_for(sup.watch(notes.append), 30))
-    sup.stop()
+    asyncio.run(sup.stop())
     assert len(notes) == 1
     assert "exited unexpectedly (signal SIGKILL)" in notes[0] and str(sup.log_path) in notes[0]
 
@@ -263,7 +263,7 @@ def test_a_deliberate_stop_is_not_reported_as_a_crash(script: Path, tmp_path: Pa
     async def watch_then_stop() -> None:
         watcher = asyncio.create_task(sup.watch(notes.append))
         await asyncio.sleep(0)
-        sup.stop()
+        await sup.stop()
         await asyncio.wait_for(watcher, 30)
 
     asyncio.run(watch_then_stop())
@@ -306,7 +306,7 @@ def test_lm_studio_is_started_with_lms_and_stopped_with_it(script: Path, tmp_pat
     ensure(sup)
     daemon = psutil.Process(int((tmp_path / "daemon.pid").read_text()))
     assert alive(daemon) and port_open("127.0.0.1", port)
-    sup.stop()
+    asyncio.run(sup.stop())
     calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert calls == [["server", "start", "--port", str(port)],
                      ["load", "qwen/qwen3-4b", "--yes"], ["server", "stop"]]
