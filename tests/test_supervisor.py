@@ -30,10 +30,12 @@ from tests.support.mlx_server import free_port, port_open
 
 TREE_SERVER = textwrap.dedent('''
     """A stand-in backend: answers /health, /v1/models and chat completions; spawns a tree."""
-    import json, os, subprocess, sys
+    import json, os, signal, subprocess, sys
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     port, flags = int(sys.argv[1]), sys.argv[2:]
+    if "--ignore-term" in flags:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("tree server starting", flush=True)
     if "--crash" in flags:
         for i in range(1, 31):
@@ -144,6 +146,32 @@ def test_stop_kills_the_whole_started_tree_and_closes_the_port(script: Path,
     assert not port_open("127.0.0.1", port)
     assert sup.log_path is not None and "tree server starting" in sup.log_path.read_text()
     assert f"log: {sup.log_path}" in out.getvalue()
+
+
+def test_the_event_loop_keeps_running_while_a_stubborn_server_is_stopped(
+        script: Path, tmp_path: Path) -> None:
+    """The grace period before SIGKILL is waited out in a worker thread, so the proxy keeps
+    serving meanwhile. Here the loop itself ends the wait: it kills the server that ignores
+    SIGTERM, which it could not do if `stop` held it for the 60 s grace period."""
+    backend = tree_backend(script, free_port(), "--no-child", "--ignore-term")
+    sup = Supervisor(backend, Endpoint(backend.default_url, None), {}, log_dir=tmp_path,
+                     startup_timeout=60, console=Console(file=io.StringIO()), grace=60)
+    ensure(sup)
+    assert sup.process is not None
+    server = sup.process
+
+    async def stop_while_ticking() -> int:
+        stopping, ticks = asyncio.create_task(sup.stop()), 0
+        while not stopping.done():
+            await asyncio.sleep(0.05)
+            ticks += 1
+            if ticks == 5:
+                server.kill()
+        await stopping
+        return ticks
+
+    assert asyncio.run(stop_while_ticking()) >= 5
+    assert server.poll() is not None
 
 
 def test_a_healthy_server_already_running_is_reused_and_never_stopped(script: Path,
