@@ -3,6 +3,7 @@ sentence per bad value."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -164,3 +165,23 @@ def test_the_table_documents_every_setting_once() -> None:
     assert all(row.help for row in rows)
     assert {"mode", "port", "claude_path", "startup_timeout", "small_model",
             "mlx-lm.model", "lmstudio.url", "openai.key"} <= {row.key for row in rows}
+
+
+def test_every_global_setting_is_a_typed_attribute_and_a_run_gets_one_token(
+        tmp_path: Path) -> None:
+    """Global rows and `Settings` fields are the same names, so `settings.port` is typed
+    and a misspelt attribute fails mypy instead of returning None."""
+    bookkeeping = {"backend_values", "sources", "files", "unknown"}
+    attributes = {f.name for f in dataclasses.fields(settings.Settings)} - bookkeeping
+    assert attributes == {row.key for row in settings.table() if "." not in row.key}
+    s = settings.load({}, {}, project(tmp_path))
+    assert s.proxy_token == s.proxy_token and s.sources["proxy_token"] == "default"
+
+
+def test_lenient_loading_sets_bad_values_aside_and_uses_the_next_source(tmp_path: Path) -> None:
+    cwd = project(tmp_path, "port = 1002\n")
+    s, problems = settings.load_lenient({"port": "x"}, {"ANYCLAUDE_PORT": "70000"}, cwd)
+    assert s.port == 1002 and s.sources["port"].startswith("the config file")
+    assert [p.split(" from ")[0] for p in problems] == ["ANYCLAUDE_PORT (port)"] * 2
+    with pytest.raises(SettingsError, match="from the command line is 'x'"):
+        settings.load({"port": "x"}, {"ANYCLAUDE_PORT": "70000"}, cwd)
