@@ -9,17 +9,19 @@ command line's definition; `scripts/gen-completions` builds the shell completion
 Output: `[anyclaude]` lines in one accent colour, warnings yellow, errors red; nothing at
 all when there is nothing to say. A user error is one sentence, never a traceback (unless
 ANYCLAUDE_DEBUG≥1).
+
+Imports: `--help`, `--version` and completions load only this module, typer/rich and the
+backend declarations; the settings, the launcher (aiohttp, the proxy) and doctor are imported
+inside the commands that use them (`tests/test_startup.py` holds this).
 """
 
 from __future__ import annotations
 
-import asyncio
 import importlib
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
 import typer
 from rich.console import Console
@@ -27,10 +29,11 @@ from rich.highlighter import RegexHighlighter
 from rich.markup import escape
 from rich.theme import Theme
 
-from anyclaude import __version__, backends, launcher
-from anyclaude import settings as settings_mod
-from anyclaude.settings import Settings, SettingsError
-from anyclaude.supervisor import BackendError
+from anyclaude import __version__, backends
+from anyclaude.errors import UserError
+
+if TYPE_CHECKING:
+    from anyclaude.settings import Settings
 
 HELP = """Run Claude Code on a local or alternative model.
 
@@ -121,29 +124,8 @@ def warning(message: str) -> None:
     stderr.print(f"[anyclaude] {message}", style="anyclaude.warning", markup=False)
 
 
-def load_settings(options: Mapping[str, Any], environ: Mapping[str, str] | None = None,
-                  cwd: Path | None = None) -> Settings:
-    """Settings with the command-line options on top. `--backend-url`/`--backend-model`
-    belong to whichever mode wins, so the mode is resolved first."""
-    flags = {key: options.get(key) for key in
-             ("mode", "port", "context_window", "startup_timeout", "proxy_only",
-              "keep_alive")}
-    resolved = settings_mod.load(flags, environ, cwd)
-    backend = resolved.backend
-    extra: dict[str, Any] = {}
-    if options.get("backend_url") is not None:
-        extra[f"{backend.name}.url"] = options["backend_url"]
-    if options.get("backend_model") is not None:
-        if backend.model_setting is None:
-            raise SettingsError(f"--backend-model does not apply to {backend.name} mode, which "
-                                "has no model setting; remove it.")
-        extra[f"{backend.name}.model"] = options["backend_model"]
-    return settings_mod.load({**flags, **extra}, environ, cwd) if extra else resolved
-
-
 def warn_unknown_keys(settings: Settings) -> None:
-    for path in settings.files:
-        unknown = settings_mod.unknown_keys(settings_mod.read_config(path))
+    for path, unknown in settings.unknown.items():
         if unknown:
             warning(f"Ignoring unknown setting(s) {', '.join(unknown)} in {path}; "
                     "`anyclaude doctor` suggests the right names.")
@@ -154,11 +136,8 @@ def guarded(action: Callable[[], int]) -> int:
     a traceback only with ANYCLAUDE_DEBUG≥1."""
     try:
         return action()
-    except SettingsError as exc:
-        error(str(exc))
-        return 2
-    except (BackendError, launcher.LaunchError) as exc:
-        error(str(exc), getattr(exc, "log_tail", ""))
+    except UserError as exc:
+        error(str(exc), exc.log_tail)
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
@@ -204,9 +183,13 @@ def launch(
     claude_args = list(ctx.args)
 
     def action() -> int:
-        settings = load_settings(options)
-        warn_unknown_keys(settings)
-        return asyncio.run(launcher.run(settings, claude_args, console=stderr))
+        import asyncio
+
+        from anyclaude import launcher, settings
+
+        resolved = settings.load(options)
+        warn_unknown_keys(resolved)
+        return asyncio.run(launcher.run(resolved, claude_args, console=stderr))
 
     raise typer.Exit(guarded(action))
 
@@ -237,11 +220,11 @@ def doctor(
                 raise
             error("anyclaude doctor is not available in this installation; update anyclaude.")
             return 1
-        try:
-            settings = load_settings(options)
-        except SettingsError as exc:  # doctor reports it as a failed check among the others
-            return int(module.run_despite(exc, options, as_json))
-        return int(module.run(settings, as_json))
+        from anyclaude import settings
+
+        # Invalid values are failed checks among the others, not the end of doctor.
+        resolved, problems = settings.load_lenient(options)
+        return int(module.run(resolved, as_json, problems=problems))
 
     raise typer.Exit(guarded(action))
 
@@ -255,9 +238,10 @@ status_app = typer.Typer(add_completion=False, rich_markup_mode="rich",
                     context_settings={"help_option_names": ["--help"]})
 def status() -> None:
     def action() -> int:
+        from anyclaude import settings
         from anyclaude.keep import client, state
 
-        for record in state.load_all(load_settings({}).state_dir):
+        for record in state.load_all(settings.load().state_dir):
             shown = client.describe(record)
             if shown["sessions"]:
                 use = f"in use by {shown['sessions']} session(s)"
@@ -281,9 +265,10 @@ stop_app = typer.Typer(add_completion=False, rich_markup_mode="rich",
                   context_settings={"help_option_names": ["--help"]})
 def stop() -> None:
     def action() -> int:
+        from anyclaude import settings
         from anyclaude.keep import client
 
-        for record in client.stop_all(load_settings({}).state_dir):
+        for record in client.stop_all(settings.load().state_dir):
             stderr.print(f"[anyclaude] Stopped the {record.mode} server at {record.url} "
                          f"(pid {record.server_pid}).", markup=False)
         return 0

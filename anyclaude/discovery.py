@@ -3,40 +3,50 @@
 Order: the setting; what the server reports (LM Studio's native API, vLLM's `/v1/models`,
 llama.cpp's `/props`, all asked at once since an `openai` endpoint can be any of them);
 the local model folder's `config.json`; the backend declaration's default; else unknown.
-Every request is bounded (2 s), so a silent server never holds up the launch.
+Every request is bounded (`timeouts.PROBE_S`), so a silent server never holds up the launch.
+doctor shows the same answer with its source (`find`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
-import aiohttp
-
+from anyclaude import hub, probes
 from anyclaude.backends.base import Backend, Endpoint
 from anyclaude.backends.net import server_root
-from anyclaude.proxy.tokens import find_tokenizer
 
-PROBE_TIMEOUT_S = 2.0
+
+@dataclass(frozen=True)
+class Window:
+    """A context window and where it came from, in words doctor shows."""
+
+    tokens: int | None
+    source: str
+
+
+async def find(backend: Backend, endpoint: Endpoint, configured: int | None) -> Window:
+    """The context window and its source; `tokens` is None when nothing says."""
+    if configured:
+        return Window(configured, "ANYCLAUDE_CONTEXT_WINDOW")
+    if backend.protocol == "openai":
+        found = await from_server(endpoint)
+        if found:
+            return Window(found, "reported by the server")
+    if backend.model_files:
+        found = from_model_folder(endpoint.model)
+        if found:
+            return Window(found, "from the model's config")
+    return Window(backend.context_window, f"the {backend.name} default")
 
 
 async def context_window(backend: Backend, endpoint: Endpoint,
                          configured: int | None) -> int | None:
     """The context window in tokens, or None when nothing says."""
-    if configured:
-        return configured
-    if backend.protocol == "openai":
-        found = await from_server(endpoint)
-        if found:
-            return found
-    if backend.tokenizer_hint:
-        found = from_model_folder(endpoint.model)
-        if found:
-            return found
-    return backend.context_window
+    return (await find(backend, endpoint, configured)).tokens
 
 
 def _positive(value: Any) -> int | None:
@@ -74,45 +84,26 @@ async def from_server(endpoint: Endpoint) -> int | None:
     """Ask the server, in the shapes the servers we know use; the first answer wins in the
     order LM Studio, vLLM, llama.cpp."""
     root, base = server_root(endpoint.url), endpoint.url.rstrip("/")
-    probes: list[tuple[str, Callable[[Any, str | None], int | None]]] = [
+    readers: list[tuple[str, Callable[[Any, str | None], int | None]]] = [
         (root + "/api/v0/models", _lmstudio),
         (base + "/models", _vllm),
         (root + "/props", _llamacpp),
     ]
-    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-    timeout = aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)
-    async with aiohttp.ClientSession(timeout=timeout, headers=headers) as session:
-
-        async def probe(url: str, read: Callable[[Any, str | None], int | None]) -> int | None:
-            try:
-                async with session.get(url) as resp:
-                    if resp.status != 200:
-                        return None
-                    return read(await resp.json(content_type=None), endpoint.model)
-            except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
-                return None
-
-        calls: list[Awaitable[int | None]] = [probe(url, read) for url, read in probes]
-        try:
-            results = await asyncio.wait_for(asyncio.gather(*calls), PROBE_TIMEOUT_S + 0.5)
-        except TimeoutError:
-            return None
-    return next((r for r in results if r), None)
+    async with probes.session(endpoint) as session:
+        answers = await asyncio.gather(*(probes.ask(session, url) for url, _ in readers))
+    found = (read(answer.body, endpoint.model) for (_, read), answer in
+             zip(readers, answers, strict=True) if answer.status == 200)
+    return next((tokens for tokens in found if tokens), None)
 
 
 def from_model_folder(model: str | None) -> int | None:
     """`max_position_embeddings` from a local model folder's (or cached Hub model's)
     `config.json`, also inside `text_config` (multimodal models)."""
-    if not model:
+    path = hub.model_file(model, "config.json")
+    if path is None:
         return None
-    folder = Path(model).expanduser()
-    if not (folder / "config.json").is_file():
-        tokenizer = find_tokenizer(model)
-        if tokenizer is None:
-            return None
-        folder = tokenizer.parent
     try:
-        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        config = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
     if not isinstance(config, dict):

@@ -22,23 +22,21 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import psutil
 from rich.console import Console
 
-from anyclaude import discovery, summary, warmup
-from anyclaude.processes import GRACE_S, die_with_parent, terminate, tree
+from anyclaude import discovery, processes, summary, timeouts, warmup
+from anyclaude.errors import UserError
+from anyclaude.hub import find_tokenizer
 from anyclaude.proxy.app import TOKEN_HEADER
 from anyclaude.proxy.background import BACKGROUND_MODEL as BACKGROUND_MODEL
 from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.server import ProxyServer
-from anyclaude.proxy.tokens import TokenCounter, find_tokenizer
+from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
 from anyclaude.settings import Settings
 from anyclaude.supervisor import Supervisor, note
 
 INSTALL_HINT = "install it with `npm install -g @anthropic-ai/claude-code`"
-API_TIMEOUT_MS = "3600000"
-"""An hour: a cold 30k-token prefill on a laptop can take minutes."""
 MAX_OUTPUT_CAP = 32000
 MODEL_VARS = ("ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL")
 HAIKU_VAR = "ANTHROPIC_DEFAULT_HAIKU_MODEL"
@@ -49,10 +47,8 @@ new key, defaulting to No (then "Not logged in"), and the token is new every run
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-class LaunchError(Exception):
+class LaunchError(UserError):
     """Claude Code or the proxy could not be started; the message is for the user."""
-
-    exit_code = 1
 
 
 def find_claude(configured: str | None, environ: Mapping[str, str]) -> str:
@@ -81,18 +77,13 @@ def max_output_tokens(configured: int | None, window: int | None) -> int | None:
     return min(MAX_OUTPUT_CAP, window // 4) if window else None
 
 
-def passthrough(settings: Settings) -> bool:
-    """Anthropic-speaking upstreams get the user's own credentials and model names."""
-    return settings.backend.protocol == "anthropic"
-
-
 def claude_env(settings: Settings, proxy_url: str, window: int | None,
                environ: Mapping[str, str]) -> dict[str, str]:
     """Claude Code's environment: the user's, pointed at the proxy, sized to the model."""
     env = dict(environ)
     env["ANTHROPIC_BASE_URL"] = proxy_url
     token = settings.proxy_token
-    if passthrough(settings):
+    if settings.backend.passthrough:
         headers = [line for line in env.get("ANTHROPIC_CUSTOM_HEADERS", "").splitlines()
                    if line.strip() and not line.lower().startswith(TOKEN_HEADER + ":")]
         env["ANTHROPIC_CUSTOM_HEADERS"] = "\n".join([*headers, f"{TOKEN_HEADER}: {token}"])
@@ -106,8 +97,8 @@ def claude_env(settings: Settings, proxy_url: str, window: int | None,
         env[HAIKU_VAR] = env.get(HAIKU_VAR) or BACKGROUND_MODEL
     env.setdefault("CLAUDE_CODE_ATTRIBUTION_HEADER", "0")
     env.setdefault("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
-    env.setdefault("API_TIMEOUT_MS", API_TIMEOUT_MS)
-    output = max_output_tokens(settings["max_output_tokens"], window)
+    env.setdefault("API_TIMEOUT_MS", timeouts.CLAUDE_API_MS)
+    output = max_output_tokens(settings.max_output_tokens, window)
     if output:
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(output)
     if window:
@@ -120,17 +111,17 @@ def proxy_config(settings: Settings, window: int | None,
     """What the proxy serves this run; the model folder's tokenizer, when there is one,
     makes count_tokens exact."""
     endpoint = settings.endpoint
-    tokenizer = find_tokenizer(endpoint.model) if settings.backend.tokenizer_hint else None
+    tokenizer = find_tokenizer(endpoint.model) if settings.backend.model_files else None
     return ProxyConfig(backend=settings.backend, endpoint=endpoint, token=settings.proxy_token,
-                       context_window=window, max_output_tokens=settings["max_output_tokens"],
-                       tool_calls=settings["tool_calls"], small_model=settings["small_model"],
+                       context_window=window, max_output_tokens=settings.max_output_tokens,
+                       tool_calls=settings.tool_calls, small_model=settings.small_model,
                        tokens=TokenCounter(tokenizer), tracer=tracer)
 
 
 def connection_lines(settings: Settings, url: str) -> list[str]:
     """What proxy-only mode prints on stdout: the URL line first, then how to use it."""
     token = settings.proxy_token
-    if passthrough(settings):
+    if settings.backend.passthrough:
         credentials = "ANTHROPIC_CUSTOM_HEADERS=" + shlex.quote(f"{TOKEN_HEADER}: {token}")
     else:
         credentials = f"{TOKEN_VAR}=" + shlex.quote(token)
@@ -141,7 +132,7 @@ def connection_lines(settings: Settings, url: str) -> list[str]:
 def start_warmup(settings: Settings, config: ProxyConfig, console: Console) -> warmup.WarmUp | None:
     """Replay this folder's recorded first-request prefix into the backend, when there is one
     and the backend caches prefixes (see `anyclaude.warmup`)."""
-    if not settings["warm_up"] or not settings.backend.prefix_cache or passthrough(settings):
+    if not settings.warm_up or not settings.backend.prefix_cache or settings.backend.passthrough:
         return None
     path = warmup.store_path(settings.state_dir, settings.backend.name, settings.endpoint.model,
                              os.getcwd())
@@ -180,7 +171,7 @@ class _Signals:
         if child is not None:
             if sig != signal.SIGINT and child.returncode is None:
                 child.send_signal(sig)
-                self.loop.call_later(GRACE_S, _kill, child)
+                self.loop.call_later(timeouts.STOP_GRACE_S, _kill, child)
             return
         if not self.leaving and self.received is None:
             self.received = sig
@@ -201,8 +192,9 @@ async def _run_claude(claude: str, args: Sequence[str], env: Mapping[str, str],
                       signals: _Signals) -> int:
     """Claude Code on the user's terminal; returns its exit code (128+N for signal N)."""
     try:
-        child = await asyncio.create_subprocess_exec(
-            claude, *args, env=dict(env), preexec_fn=die_with_parent(signal.SIGTERM))
+        # On the user's terminal (not a session of its own): Ctrl-C is Claude Code's business.
+        child = await processes.start([claude, *args], env=dict(env), new_session=False,
+                                      parent_death=signal.SIGTERM)
     except OSError as exc:
         raise LaunchError(f"Could not run Claude Code at {claude} ({exc.strerror}); "
                           f"{INSTALL_HINT}, or set ANYCLAUDE_CLAUDE_PATH.") from exc
@@ -211,10 +203,9 @@ async def _run_claude(claude: str, args: Sequence[str], env: Mapping[str, str],
         return _exit_code(await child.wait())
     finally:
         if child.returncode is None:  # anyclaude is leaving first
-            with contextlib.suppress(psutil.NoSuchProcess):
-                terminate(tree(psutil.Process(child.pid)))
+            await processes.stop_soon(child.pid)
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(child.wait(), GRACE_S)
+                await asyncio.wait_for(child.wait(), timeouts.STOP_GRACE_S)
 
 
 async def _start_proxy(proxy: ProxyServer) -> str:
@@ -231,7 +222,7 @@ def debug_output(settings: Settings, console: Console) -> Iterator[Tracer | None
     """ANYCLAUDE_DEBUG≥1: the proxy's debug lines (at 3 also JSONL traces) and anyclaude's
     log, on stderr in proxy-only mode, else in a file so they do not scribble over Claude
     Code's screen (where, without debugging, log records are dropped for the same reason)."""
-    level, proxy_only = settings["debug"] or 0, bool(settings["proxy_only"])
+    level, proxy_only = settings.debug, settings.proxy_only
     logger = logging.getLogger("anyclaude")
     with contextlib.ExitStack() as stack:
         if level < 1:
@@ -268,13 +259,12 @@ async def run(settings: Settings, claude_args: Sequence[str],
     """The whole run; returns the process exit code."""
     env = dict(os.environ if environ is None else environ)
     console = console or Console(stderr=True, highlight=False, soft_wrap=True)
-    proxy_only = bool(settings["proxy_only"])
-    claude = None if proxy_only else find_claude(settings["claude_path"], env)
+    proxy_only = settings.proxy_only
+    claude = None if proxy_only else find_claude(settings.claude_path, env)
     supervisor = Supervisor(settings.backend, settings.endpoint, settings.backend_options(),
                             log_dir=settings.state_dir / "logs",
-                            startup_timeout=settings["startup_timeout"], console=console,
-                            keep_alive=settings["keep_alive"] or 0.0,
-                            state_dir=settings.state_dir)
+                            startup_timeout=settings.startup_timeout, console=console,
+                            keep_alive=settings.keep_alive, state_dir=settings.state_dir)
     task = asyncio.current_task()
     assert task is not None
     proxy: ProxyServer | None = None
@@ -284,8 +274,8 @@ async def run(settings: Settings, claude_args: Sequence[str],
         try:
             await supervisor.ensure()
             window = await discovery.context_window(settings.backend, settings.endpoint,
-                                                    settings["context_window"])
-            proxy = ProxyServer(proxy_config(settings, window, tracer), settings["port"])
+                                                    settings.context_window)
+            proxy = ProxyServer(proxy_config(settings, window, tracer), settings.port)
             url = await _start_proxy(proxy)
             warm = start_warmup(settings, proxy.config, console)
             watcher = asyncio.create_task(supervisor.watch(
@@ -316,7 +306,7 @@ async def run(settings: Settings, claude_args: Sequence[str],
                 if proxy is not None:
                     await proxy.stop()
             finally:
-                supervisor.stop()
+                await supervisor.stop()
             if proxy is not None:
                 summary.render(proxy.config.stats, console)
             if warm is not None and warm.outcome is not None:

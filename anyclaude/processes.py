@@ -1,4 +1,10 @@
-"""Process-tree plumbing: children that die with anyclaude, and stopping whole trees.
+"""Starting and stopping child processes: the one place that knows how.
+
+Everything anyclaude (and its tests and benchmarks) starts goes through here: `spawn` for a
+long-running server, `start` for a child the event loop waits on (Claude Code), `run_command`
+for a bounded one-shot command. Stopping is always the whole family (the process, its
+descendants, and its process group), SIGTERM then SIGKILL after a grace period; `stop_soon`
+does that in a worker thread, since the grace period must not freeze the event loop.
 
 psutil does the portable part; on Linux PR_SET_PDEATHSIG covers the case no `finally` can:
 anyclaude itself being SIGKILLed.
@@ -6,19 +12,21 @@ anyclaude itself being SIGKILLed.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import ctypes
 import os
 import signal
-import socket
+import subprocess
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import IO, Any
 
 import psutil
 
-GRACE_S = 5.0
-"""Seconds between SIGTERM and SIGKILL when stopping a process tree."""
-PROBE_TIMEOUT_S = 2.0
+from anyclaude.timeouts import STOP_GRACE_S
+
 PR_SET_PDEATHSIG = 1
 
 
@@ -40,6 +48,62 @@ def die_with_parent(sig: int = signal.SIGKILL) -> Callable[[], None] | None:
     return preexec
 
 
+def spawn(argv: Sequence[str], *, parent_death: int | None = signal.SIGKILL,
+          new_session: bool = True, **popen: Any) -> psutil.Popen:
+    """A long-running child: in its own session unless told otherwise (the terminal's Ctrl-C
+    is not its business), killed by `parent_death` when anyclaude dies, stdin closed unless
+    given. `popen` goes to `subprocess.Popen` (env, cwd, stdout...)."""
+    popen.setdefault("stdin", subprocess.DEVNULL)
+    return psutil.Popen(list(argv), start_new_session=new_session,
+                        preexec_fn=die_with_parent(parent_death) if parent_death else None,
+                        **popen)
+
+
+async def start(argv: Sequence[str], *, parent_death: int | None = signal.SIGKILL,
+                new_session: bool = True, **popen: Any) -> asyncio.subprocess.Process:
+    """`spawn` for a child the event loop waits on (`await child.wait()`)."""
+    return await asyncio.create_subprocess_exec(
+        *argv, start_new_session=new_session,
+        preexec_fn=die_with_parent(parent_death) if parent_death else None, **popen)
+
+
+@dataclass(frozen=True)
+class Output:
+    """A one-shot command's exit code and output; `code` is None when it could not run or
+    did not finish in time (`text` says which)."""
+
+    code: int | None
+    text: str
+    timed_out: bool = False
+
+
+async def run_command(argv: Sequence[str], timeout: float, *,
+                      env: dict[str, str] | None = None, log: IO[bytes] | None = None,
+                      grace: float = 0.0) -> Output:
+    """Run a short command in its own session, its output captured (or appended to `log`).
+    On timeout, or when the caller is cancelled, its whole family is stopped (SIGKILL at once
+    unless a `grace` is given), so a hanging command can neither hold anyclaude up nor
+    outlive it."""
+    try:
+        proc = await start(argv, stdin=subprocess.DEVNULL, env=env, stderr=subprocess.STDOUT,
+                           stdout=subprocess.PIPE if log is None else log)
+    except OSError as exc:
+        return Output(None, exc.strerror or type(exc).__name__)
+    try:
+        data, _ = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        return Output(None, f"no answer within {timeout:g} s", timed_out=True)
+    finally:
+        if proc.returncode is None:
+            if grace:
+                await stop_soon(proc.pid, grace)
+            else:
+                stop(proc.pid, 0.0)
+            with contextlib.suppress(ProcessLookupError):
+                await proc.wait()
+    return Output(proc.returncode, (data or b"").decode("utf-8", "replace").strip())
+
+
 def tree(proc: psutil.Process) -> list[psutil.Process]:
     """A process and all its descendants (empty when it is gone)."""
     try:
@@ -48,10 +112,29 @@ def tree(proc: psutil.Process) -> list[psutil.Process]:
         return []
 
 
-def terminate(procs: Iterable[psutil.Process], grace: float = GRACE_S) -> list[psutil.Process]:
-    """SIGTERM every process, SIGKILL what is left after `grace` seconds, reap; return the
-    processes still alive after that (normally none)."""
-    unique = {p.pid: p for p in procs}
+def family(pid: int) -> list[psutil.Process]:
+    """A process, its descendants and, when it leads a process group (children anyclaude
+    starts get their own session), the group's members: a daemonised grandchild that was
+    re-parented away still belongs to the group."""
+    try:
+        root = psutil.Process(pid)
+    except psutil.NoSuchProcess:
+        return []
+    members = tree(root)
+    with contextlib.suppress(OSError):
+        if os.getpgid(pid) == pid:
+            for proc in psutil.process_iter():
+                with contextlib.suppress(OSError, psutil.Error):
+                    if os.getpgid(proc.pid) == pid:
+                        members.append(proc)
+    return members
+
+
+def terminate(procs: Iterable[psutil.Process],
+              grace: float = STOP_GRACE_S) -> list[psutil.Process]:
+    """SIGTERM every process (never anyclaude itself), SIGKILL what is left after `grace`
+    seconds, reap; return the processes still alive after that (normally none)."""
+    unique = {p.pid: p for p in procs if p.pid != os.getpid()}
     alive = list(unique.values())
     for sig_send in (psutil.Process.terminate, psutil.Process.kill):
         for proc in alive:
@@ -63,12 +146,17 @@ def terminate(procs: Iterable[psutil.Process], grace: float = GRACE_S) -> list[p
     return alive
 
 
-def port_in_use(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=PROBE_TIMEOUT_S):
-            return True
-    except OSError:
-        return False
+def stop(pid: int, grace: float = STOP_GRACE_S,
+         also: Iterable[psutil.Process] = ()) -> list[psutil.Process]:
+    """Stop `pid`'s family and `also` (processes seen in it earlier); blocks up to twice
+    `grace`. Returns the survivors (normally none)."""
+    return terminate([*family(pid), *also], grace)
+
+
+async def stop_soon(pid: int, grace: float = STOP_GRACE_S,
+                    also: Iterable[psutil.Process] = ()) -> list[psutil.Process]:
+    """`stop` in a worker thread, so the event loop keeps serving meanwhile."""
+    return await asyncio.to_thread(stop, pid, grace, list(also))
 
 
 def describe_exit(code: int) -> str:

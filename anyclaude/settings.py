@@ -1,8 +1,11 @@
-"""Settings: command-line flags > environment > TOML config files > defaults, validated once.
+"""Settings: command-line flags > environment > TOML config files > defaults, resolved once.
 
-Every setting is one row of `TABLE` (its TOML key, environment variable, parser and help), so
-`doctor`, `--help` and the README are all built from the same facts. A bad value produces one
-`SettingsError` sentence that names the setting, where it came from, and the fix.
+Every setting is one row of `table()` (its TOML key, environment variable, parser and help),
+so `doctor`, `--help` and the README are all built from the same facts. One resolver, two
+ways in: `load` for a run (the first bad value is one `SettingsError` sentence naming the
+setting, where it came from, and the fix) and `load_lenient` for doctor (each bad value set
+aside and kept as that sentence, the next source down used instead). The result is a typed,
+frozen `Settings`: `settings.port` is an int, and a misspelt name fails mypy.
 """
 
 from __future__ import annotations
@@ -11,20 +14,23 @@ import os
 import secrets
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import platformdirs
 
-from anyclaude import backends
-from anyclaude.backends.base import Backend, Endpoint
+from anyclaude import backends, timeouts
+from anyclaude.backends.base import Backend, Endpoint, ToolCalls
+from anyclaude.errors import UserError
 from anyclaude.keep.state import parse_duration
 
 
-class SettingsError(ValueError):
+class SettingsError(UserError, ValueError):
     """A setting is invalid; the message is one sentence for the user."""
+
+    exit_code = 2
 
 
 Parser = Callable[[str], Any]
@@ -89,14 +95,26 @@ def _mode(text: str) -> str:
     return text
 
 
+def _new_token() -> str:
+    return "anyclaude-" + secrets.token_urlsafe(24)
+
+
+def _user_state_dir() -> Path:
+    return Path(platformdirs.user_state_dir("anyclaude"))
+
+
 @dataclass(frozen=True)
 class Setting:
     key: str
-    """TOML key: top level (`mode`) or `<mode>.<name>` (`mlx-lm.model`)."""
+    """TOML key: top level (`mode`, also the `Settings` attribute) or `<mode>.<name>`
+    (`mlx-lm.model`)."""
     env: str
     parse: Parser
     default: Any
     help: str
+    derive: Callable[[], Any] | None = None
+    """Computes the value when nothing sets it (a fresh token per run); `default` is then
+    None, which doctor shows as "not set"."""
 
 
 def _global_settings() -> list[Setting]:
@@ -105,14 +123,15 @@ def _global_settings() -> list[Setting]:
                 "Backend: " + ", ".join(backends.names()) + "."),
         Setting("port", "ANYCLAUDE_PORT", _port, 0, "Proxy port (0: any free port)."),
         Setting("proxy_token", "ANYCLAUDE_PROXY_TOKEN", str, None,
-                "Token clients must send (default: a random one per run)."),
+                "Token clients must send (default: a random one per run).", _new_token),
         Setting("claude_path", "ANYCLAUDE_CLAUDE_PATH", str, None,
                 "The `claude` executable (default: found on PATH)."),
         Setting("proxy_only", "PROXY_ONLY", _bool, False,
                 "Serve the proxy only; do not launch Claude Code."),
         Setting("debug", "ANYCLAUDE_DEBUG", _debug, 0,
                 "1: a line per request; 2: request summaries; 3: JSONL traces."),
-        Setting("startup_timeout", "ANYCLAUDE_STARTUP_TIMEOUT", _positive_float, 300.0,
+        Setting("startup_timeout", "ANYCLAUDE_STARTUP_TIMEOUT", _positive_float,
+                timeouts.STARTUP_S,
                 "Seconds to wait for a backend to load its model."),
         Setting("context_window", "ANYCLAUDE_CONTEXT_WINDOW", _positive_int, None,
                 "The model's context window in tokens (default: from the server or model)."),
@@ -129,8 +148,8 @@ def _global_settings() -> list[Setting]:
         Setting("warm_up", "ANYCLAUDE_WARM_UP", _bool, True,
                 "Replay the start of this folder's last first request into a server that does "
                 "not have it cached, while Claude Code starts."),
-        Setting("state_dir", "ANYCLAUDE_STATE_DIR", str, None,
-                "Folder for logs and traces (default: the user state folder)."),
+        Setting("state_dir", "ANYCLAUDE_STATE_DIR", Path, None,
+                "Folder for logs and traces (default: the user state folder).", _user_state_dir),
     ]
 
 
@@ -205,20 +224,37 @@ def unknown_keys(config: Mapping[str, Any]) -> list[str]:
     return sorted(key for key in config if key not in known)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Settings:
-    """Resolved settings; `values[key]` is typed, `sources[key]` says where it came from."""
+    """Resolved settings: one typed attribute per global setting (named by its key), the
+    backends' settings by key, and where each value came from."""
 
-    values: dict[str, Any]
-    sources: dict[str, str] = field(default_factory=dict)
-    files: list[Path] = field(default_factory=list)
+    mode: str
+    port: int
+    proxy_token: str
+    claude_path: str | None
+    proxy_only: bool
+    debug: int
+    startup_timeout: float
+    context_window: int | None
+    max_output_tokens: int | None
+    tool_calls: ToolCalls | None
+    small_model: str | None
+    keep_alive: float
+    warm_up: bool
+    state_dir: Path
+    backend_values: Mapping[str, str | None]
+    """`<mode>.<name>` settings of every backend (`lmstudio.url`)."""
+    sources: Mapping[str, str]
+    """Per key: `default`, `the command line`, `the environment` or `the config file X`."""
+    files: tuple[Path, ...]
+    """The config files read, lowest priority first."""
+    unknown: Mapping[Path, tuple[str, ...]]
+    """Keys in each config file that are not settings (ignored)."""
 
-    def __getitem__(self, key: str) -> Any:
-        return self.values.get(key)
-
-    @property
-    def mode(self) -> str:
-        return str(self.values["mode"])
+    def value(self, key: str) -> object:
+        """Any setting by its table key, for code that walks the table (doctor's listing)."""
+        return self.backend_values[key] if "." in key else getattr(self, key)
 
     @property
     def backend(self) -> Backend:
@@ -229,55 +265,95 @@ class Settings:
     @property
     def endpoint(self) -> Endpoint:
         name = self.mode
-        return Endpoint(url=self.values[f"{name}.url"], model=self.values.get(f"{name}.model"),
-                        api_key=self.values.get(f"{name}.key"))
+        url = self.backend_values[f"{name}.url"]
+        assert url is not None
+        return Endpoint(url=url, model=self.backend_values.get(f"{name}.model"),
+                        api_key=self.backend_values.get(f"{name}.key"))
 
     def backend_options(self) -> dict[str, str | None]:
         prefix = self.mode + "."
-        return {k[len(prefix):]: v for k, v in self.values.items() if k.startswith(prefix)}
+        return {k[len(prefix):]: v for k, v in self.backend_values.items()
+                if k.startswith(prefix)}
 
-    @property
-    def proxy_token(self) -> str:
-        token = self.values.get("proxy_token")
-        if not token:
-            token = "anyclaude-" + secrets.token_urlsafe(24)
-            self.values["proxy_token"] = token
-            self.sources["proxy_token"] = "generated"
-        return str(token)
 
-    @property
-    def state_dir(self) -> Path:
-        configured = self.values.get("state_dir")
-        return Path(configured) if configured else Path(platformdirs.user_state_dir("anyclaude"))
+BACKEND_FLAGS = {"backend_url": "url", "backend_model": "model"}
+"""Command-line options that set one of the winning mode's own settings."""
 
 
 def load(flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None,
          cwd: Path | None = None) -> Settings:
-    """Resolve every setting once. Flags are already typed by the CLI; everything else is
-    parsed here so each bad value is reported the same way."""
+    """The settings for a run; the first invalid value raises its SettingsError sentence.
+    `flags` are keyed like the table (`port`, `lmstudio.url`) plus `BACKEND_FLAGS`."""
+    return _resolve(flags, environ, cwd, None)
+
+
+def load_lenient(flags: Mapping[str, Any] | None = None,
+                 environ: Mapping[str, str] | None = None,
+                 cwd: Path | None = None) -> tuple[Settings, list[str]]:
+    """The settings `load` would give, except that an invalid value is set aside (the next
+    source down is used) and kept as the sentence a run would print, so doctor can check
+    everything else. An unreadable config file is skipped: doctor's config check names it."""
+    problems: list[str] = []
+    return _resolve(flags, environ, cwd, problems), problems
+
+
+def _resolve(flags: Mapping[str, Any] | None, environ: Mapping[str, str] | None,
+             cwd: Path | None, problems: list[str] | None) -> Settings:
+    """The one resolver; `problems` None means strict (raise), else collect into it."""
     env = os.environ if environ is None else environ
-    files = config_files(cwd, env)
-    config: dict[str, Any] = {}
-    origin: dict[str, str] = {}
-    for path in files:
-        for key, value in read_config(path).items():
-            config[key] = value
-            origin[key] = str(path)
-    settings = Settings(values={}, files=files)
-    for row in table():
-        raw: Any = row.default
-        source = "default"
-        if row.key in config:
-            raw, source = config[row.key], f"the config file {origin[row.key]}"
-        if row.env in env and env[row.env] != "":
-            raw, source = env[row.env], "the environment"
-        if flags and flags.get(row.key) is not None:
-            raw, source = flags[row.key], "the command line"
-        if raw is not None and source != "default":
-            raw = parse_value(row, raw, source)
-        settings.values[row.key] = raw
-        settings.sources[row.key] = source
-    return settings
+
+    def reject(exc: SettingsError) -> None:
+        if problems is None:
+            raise exc
+        problems.append(str(exc))
+
+    files: list[Path] = []
+    config: dict[str, tuple[Any, str]] = {}
+    unknown: dict[Path, tuple[str, ...]] = {}
+    for path in config_files(cwd, env):
+        try:
+            found = read_config(path)
+        except SettingsError:
+            if problems is None:
+                raise
+            continue  # doctor's config check reports it
+        files.append(path)
+        unknown[path] = tuple(unknown_keys(found))
+        config.update({key: (raw, f"the config file {path}") for key, raw in found.items()})
+
+    given = dict(flags or {})
+    rows = table()
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+
+    def resolve(row: Setting) -> None:
+        candidates = [(given.get(row.key), "the command line"),
+                      (env.get(row.env) or None, "the environment"),
+                      config.get(row.key, (None, ""))]
+        for raw, source in candidates:
+            if raw is not None:
+                try:
+                    values[row.key], sources[row.key] = parse_value(row, raw, source), source
+                    return
+                except SettingsError as exc:
+                    reject(exc)
+        values[row.key] = row.derive() if row.derive else row.default
+        sources[row.key] = "default"
+
+    resolve(rows[0])  # the mode first: --backend-url and --backend-model belong to it
+    mode, keys = values["mode"], {row.key for row in rows}
+    for flag, name in BACKEND_FLAGS.items():
+        if given.get(flag) is not None:
+            if f"{mode}.{name}" in keys:
+                given[f"{mode}.{name}"] = given[flag]
+            else:
+                reject(SettingsError(f"--{flag.replace('_', '-')} does not apply to {mode} "
+                                     f"mode, which has no {name} setting; remove it."))
+    for row in rows[1:]:
+        resolve(row)
+    globals_ = {key: value for key, value in values.items() if "." not in key}
+    return Settings(**globals_, sources=sources, files=tuple(files), unknown=unknown,
+                    backend_values={k: v for k, v in values.items() if "." in k})
 
 
 def parse_value(row: Setting, raw: Any, source: str) -> Any:

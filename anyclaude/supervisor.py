@@ -26,41 +26,23 @@ import psutil
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from anyclaude import probes, processes, timeouts
 from anyclaude.backends.base import Backend, Endpoint, LaunchPlan
-from anyclaude.backends.net import host_port, server_root
+from anyclaude.backends.net import LOOPBACK, host_port, port_in_use
+from anyclaude.errors import UserError
 from anyclaude.keep import client as keep
 from anyclaude.keep.state import format_duration
-from anyclaude.processes import (
-    GRACE_S,
-    PROBE_TIMEOUT_S,
-    describe_exit,
-    die_with_parent,
-    port_in_use,
-    terminate,
-    tree,
-)
+from anyclaude.processes import describe_exit, tree
 
 POLL_S = 0.2
 TAIL_LINES = 15
-CONFIRM_ATTEMPT_S = 5.0
-"""A 1-token request unanswered this long is sent again: mlx-lm never answers one queued
-while its model failed to load, but answers the next at once (404)."""
-COMMAND_TIMEOUT_S = 60.0
-"""Limit for one-shot stop commands (`lms server stop`)."""
 KEEPER_GONE = -(10**6)
 """Exit code stand-in for a kept server whose keeper vanished (its code is unknown)."""
-LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-class BackendError(Exception):
+class BackendError(UserError):
     """The backend could not be reached, started or confirmed; the message is for the user,
     `log_tail` (possibly empty) is shown beneath it."""
-
-    exit_code = 1
-
-    def __init__(self, message: str, log_tail: str = "") -> None:
-        super().__init__(message)
-        self.log_tail = log_tail
 
 
 def missing_model_folder(model: str | None) -> Path | None:
@@ -98,7 +80,7 @@ class Supervisor:
 
     def __init__(self, backend: Backend, endpoint: Endpoint, options: Mapping[str, str | None],
                  *, log_dir: Path, startup_timeout: float, console: Console,
-                 grace: float = GRACE_S, keep_alive: float = 0.0,
+                 grace: float = timeouts.STOP_GRACE_S, keep_alive: float = 0.0,
                  state_dir: Path | None = None) -> None:
         self.backend = backend
         self.endpoint = endpoint
@@ -126,13 +108,7 @@ class Supervisor:
 
     @property
     def health_url(self) -> str:
-        base = server_root(self.endpoint.url) if self.backend.health_is_absolute \
-            else self.endpoint.url.rstrip("/")
-        return base + self.backend.health_path
-
-    def _headers(self) -> dict[str, str]:
-        key = self.endpoint.api_key
-        return {"Authorization": f"Bearer {key}"} if key else {}
+        return probes.health_url(self.backend, self.endpoint)
 
     def say(self, message: str) -> None:
         note(self.console, message)
@@ -143,7 +119,7 @@ class Supervisor:
         """Make sure a healthy backend answers at the endpoint, starting it when needed."""
         if not self.backend.local:
             return
-        async with aiohttp.ClientSession() as session:
+        async with probes.session(self.endpoint) as session:
             spec = self._keep_spec()
             if spec is not None:
                 assert self.state_dir is not None
@@ -215,16 +191,8 @@ class Supervisor:
     async def _probe(self, session: aiohttp.ClientSession) -> tuple[int, str | None]:
         """The health URL's HTTP status (0: no answer) and None when it is 200, else what
         went wrong, in a few words."""
-        try:
-            async with session.get(self.health_url, headers=self._headers(),
-                                   timeout=aiohttp.ClientTimeout(total=PROBE_TIMEOUT_S)) as resp:
-                await resp.read()
-                return resp.status, None if resp.status == 200 else f"HTTP {resp.status}"
-        except TimeoutError:
-            return 0, f"no answer within {PROBE_TIMEOUT_S:.0f} s"
-        except (aiohttp.ClientError, OSError) as exc:
-            return 0, "connection refused" if isinstance(exc, aiohttp.ClientConnectorError) \
-                else type(exc).__name__
+        answer = await probes.ask(session, self.health_url)
+        return answer.status, None if answer.status == 200 else answer.said
 
     def _plan(self, problem: str) -> LaunchPlan:
         """The launch plan for a server that is down, or the reason anyclaude cannot start it."""
@@ -238,7 +206,7 @@ class Supervisor:
             raise BackendError(f"Port {port} is in use by something that is not a healthy "
                                f"{self.backend.name} server ({self.health_url}: {problem}); stop "
                                f"it or point {self.backend.url_setting} at a free port.")
-        if plan.argv and self.backend.tokenizer_hint:
+        if plan.argv and self.backend.model_files:
             missing = missing_model_folder(self.endpoint.model)
             if missing is not None:
                 raise BackendError(f"{self.backend.model_setting} names the folder {missing}, "
@@ -260,11 +228,9 @@ class Supervisor:
             self._log.write(f"$ {shlex.join(argv)}\n".encode())
             self._log.flush()
             try:
-                self.process = psutil.Popen(
-                    argv, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                    env={"PYTHONUNBUFFERED": "1", **os.environ, **plan.env},
-                    start_new_session=True,
-                    preexec_fn=die_with_parent())
+                self.process = processes.spawn(
+                    argv, stdout=self._log, stderr=subprocess.STDOUT,
+                    env={"PYTHONUNBUFFERED": "1", **os.environ, **plan.env})
             except OSError as exc:
                 raise BackendError(f"Could not run {argv[0]} to start {self.name} "
                                    f"({exc.strerror}); install it or fix the "
@@ -274,24 +240,16 @@ class Supervisor:
         assert self._log is not None
         self._log.write(f"$ {shlex.join(command)}\n".encode())
         self._log.flush()
-        try:
-            proc = await asyncio.create_subprocess_exec(
-                *command, stdin=subprocess.DEVNULL, stdout=self._log, stderr=subprocess.STDOUT,
-                start_new_session=True)
-        except OSError as exc:
-            raise BackendError(f"Could not run {command[0]} ({exc.strerror}); "
-                               f"{self.backend.start_hint}.") from exc
-        try:
-            code = await asyncio.wait_for(proc.wait(), max(deadline - time.monotonic(), 0.1))
-        except TimeoutError as exc:
-            raise self._timeout(f"`{shlex.join(command)}` still running") from exc
-        finally:
-            if proc.returncode is None:
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    terminate(tree(psutil.Process(proc.pid)), self.grace)
-        if code != 0:
-            raise BackendError(f"`{shlex.join(command)}` failed with {describe_exit(code)}; its "
-                               f"output is below (full log: {self.log_path}).",
+        out = await processes.run_command(command, max(deadline - time.monotonic(), 0.1),
+                                          log=self._log, grace=self.grace)
+        if out.timed_out:
+            raise self._timeout(f"`{shlex.join(command)}` still running")
+        if out.code is None:
+            raise BackendError(f"Could not run {command[0]} ({out.text}); "
+                               f"{self.backend.start_hint}.")
+        if out.code != 0:
+            raise BackendError(f"`{shlex.join(command)}` failed with {describe_exit(out.code)}; "
+                               f"its output is below (full log: {self.log_path}).",
                                self._tail())
 
     def _tail(self) -> str:
@@ -363,12 +321,7 @@ class Supervisor:
 
     async def _confirm(self, session: aiohttp.ClientSession, deadline: float) -> None:
         """mlx-lm's /health answers before the model is loaded: wait for a real answer."""
-        dialect = self.backend.dialect
-        body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}],
-                                dialect.max_tokens_param: 1, "stream": False}
-        if dialect.model_field != "omit" and self.endpoint.model:
-            body["model"] = self.endpoint.model
-        url = self.endpoint.url.rstrip("/") + "/chat/completions"
+        url, body = probes.one_token_request(self.backend, self.endpoint)
         last = "no answer yet"
         while time.monotonic() < deadline:
             status, text = await self._attempt(session, url, body, deadline)
@@ -386,25 +339,17 @@ class Supervisor:
     async def _attempt(self, session: aiohttp.ClientSession, url: str, body: dict[str, Any],
                        deadline: float) -> tuple[int, str]:
         """One 1-token request, watching the process meanwhile: (status, body), or (0, why)
-        when no answer came within CONFIRM_ATTEMPT_S."""
-        request = asyncio.ensure_future(self._post(session, url, body))
-        ends = min(time.monotonic() + CONFIRM_ATTEMPT_S, deadline)
+        when no answer came in time."""
+        limit = min(timeouts.ONE_TOKEN_S, max(deadline - time.monotonic(), POLL_S))
+        request = asyncio.ensure_future(probes.ask(session, url, body, limit))
         try:
             while not request.done():
-                if time.monotonic() > ends:
-                    return 0, f"no answer within {CONFIRM_ATTEMPT_S:g} s"
                 await asyncio.wait({request}, timeout=POLL_S)
                 self._check_alive()
-            return request.result()
-        except (aiohttp.ClientError, OSError) as exc:
-            return 0, type(exc).__name__
+            answer = request.result()
         finally:
             request.cancel()
-
-    async def _post(self, session: aiohttp.ClientSession, url: str,
-                    body: dict[str, Any]) -> tuple[int, str]:
-        async with session.post(url, json=body, headers=self._headers()) as resp:
-            return resp.status, await resp.text(errors="replace")
+        return answer.status, answer.text if answer.status else answer.problem
 
     def kept_note(self) -> str | None:
         """The exit line about a server kept running, if any."""
@@ -432,20 +377,11 @@ class Supervisor:
             notify(f"{self.name.capitalize()} exited unexpectedly ({self._describe(code)}); "
                    f"requests fail until anyclaude is restarted; log: {self.log_path}")
 
-    def _group(self) -> list[psutil.Process]:
-        """Every process in the started server's process group (daemonised children too)."""
-        assert self.process is not None
-        members = []
-        for proc in psutil.process_iter():
-            with contextlib.suppress(OSError, psutil.Error):
-                if os.getpgid(proc.pid) == self.process.pid:
-                    members.append(proc)
-        return members
-
-    def stop(self) -> None:
-        """Stop what this run started: the server's whole tree (TERM, then KILL after the grace
-        period), then the plan's stop commands. A reused server is left alone; a kept one is
-        released to its keeper (or stopped, when it never became ready)."""
+    async def stop(self) -> None:
+        """Stop what this run started: the server's whole family (TERM, then KILL after the
+        grace period, off the event loop), then the plan's stop commands. A reused server is
+        left alone; a kept one is released to its keeper (or stopped, when it never became
+        ready)."""
         self._stopping = True
         if self.lease is not None:
             if self.ready:
@@ -453,15 +389,15 @@ class Supervisor:
             else:
                 self.lease.stop_server()
         if self.process is not None:
-            procs = [*tree(self.process), *self._group(), *self._known.values()]
-            terminate([p for p in procs if p.pid != os.getpid()], self.grace)
+            await processes.stop_soon(self.process.pid, self.grace, self._known.values())
         for command in self._stop_commands:
-            try:
-                subprocess.run(command, stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT,
-                               stdout=self._log or subprocess.DEVNULL,
-                               timeout=COMMAND_TIMEOUT_S, check=False)
-            except (OSError, subprocess.SubprocessError) as exc:
-                self.say(f"Could not run `{shlex.join(command)}` ({exc}); stop {self.name} "
+            if self._log is not None:
+                self._log.write(f"$ {shlex.join(command)}\n".encode())
+                self._log.flush()
+            out = await processes.run_command(command, timeouts.STOP_COMMAND_S, log=self._log,
+                                              grace=self.grace)
+            if out.code is None:
+                self.say(f"Could not run `{shlex.join(command)}` ({out.text}); stop {self.name} "
                          "by hand.")
         self._stop_commands = []
         if self._log is not None:

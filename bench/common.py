@@ -16,9 +16,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from anyclaude.processes import terminate, tree
+from anyclaude import processes
 from tests.support.mlx_server import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,8 +35,7 @@ def wait_port(port: int, timeout: float = 60.0) -> None:
 
 def stop(process: subprocess.Popen[Any]) -> None:
     """Stop a benchmark server and everything it started (anyclaude's own tree code)."""
-    with contextlib.suppress(psutil.NoSuchProcess):
-        terminate(tree(psutil.Process(process.pid)))
+    processes.stop(process.pid)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(5)
 

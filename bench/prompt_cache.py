@@ -21,7 +21,8 @@ from typing import Any
 import httpx
 
 from anyclaude import backends
-from anyclaude.proxy.tokens import TokenCounter, find_tokenizer
+from anyclaude.hub import find_tokenizer
+from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.translate.request import to_openai
 from bench.common import median, save
 from bench.workload import claude_code_request

@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from anyclaude import __version__, cli
+from anyclaude import __version__, cli, settings
 from anyclaude.settings import Settings, SettingsError
 from tests.support.claude_code import no_new_children, write_fake_claude
 from tests.support.mlx_server import free_port, port_open
@@ -135,17 +135,17 @@ def test_unknown_keys_in_a_config_file_are_named(tmp_path: Path, env: dict[str, 
 
 def test_backend_flags_apply_to_the_mode_that_wins(tmp_path: Path) -> None:
     environ = {"ANYCLAUDE_MODE": "lmstudio", "LMSTUDIO_URL": "http://127.0.0.1:1/v1"}
-    s = cli.load_settings({"backend_url": "http://127.0.0.1:2/v1", "backend_model": "q"},
+    s = settings.load({"backend_url": "http://127.0.0.1:2/v1", "backend_model": "q"},
                           environ, tmp_path)
     assert (s.mode, s.endpoint.url, s.endpoint.model) == ("lmstudio", "http://127.0.0.1:2/v1",
                                                          "q")
-    s = cli.load_settings({"mode": "openai", "backend_url": "http://h:3/v1",
+    s = settings.load({"mode": "openai", "backend_url": "http://h:3/v1",
                            "context_window": "4096", "proxy_only": True}, environ, tmp_path)
-    assert (s.mode, s.endpoint.url, s["context_window"], s["proxy_only"]) == \
+    assert (s.mode, s.endpoint.url, s.context_window, s.proxy_only) == \
         ("openai", "http://h:3/v1", 4096, True)
     assert s.sources["openai.url"] == "the command line"
     with pytest.raises(SettingsError, match="--backend-model does not apply to claude mode"):
-        cli.load_settings({"mode": "claude", "backend_model": "x"}, {}, tmp_path)
+        settings.load({"mode": "claude", "backend_model": "x"}, {}, tmp_path)
 
 
 def run_main(args: list[str]) -> int:
@@ -158,8 +158,8 @@ def test_doctor_runs_the_doctor_module_with_the_settings(
         monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     calls: list[tuple[Settings, bool]] = []
 
-    def run(settings: Settings, as_json: bool) -> int:
-        calls.append((settings, as_json))
+    def run(resolved: Settings, as_json: bool, problems: Sequence[str] = ()) -> int:
+        calls.append((resolved, as_json))
         return 4
 
     doctor = types.ModuleType("anyclaude.doctor")

@@ -3,6 +3,7 @@ sentence per bad value."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -38,10 +39,10 @@ def project(tmp_path: Path, text: str | None = None) -> Path:
 
 def test_defaults_when_nothing_is_set(tmp_path: Path) -> None:
     s = settings.load({}, {}, project(tmp_path))
-    assert s.mode == "mlx-lm" and s["port"] == 0 and s["startup_timeout"] == 300.0
-    assert s["proxy_only"] is False and s["context_window"] is None
+    assert s.mode == "mlx-lm" and s.port == 0 and s.startup_timeout == 300.0
+    assert s.proxy_only is False and s.context_window is None
     assert s.endpoint.url == "http://localhost:8081/v1" and s.endpoint.model is None
-    assert s.sources["mode"] == "default" and s.files == []
+    assert s.sources["mode"] == "default" and s.files == ()
     assert s.state_dir == tmp_path / "state" / "anyclaude"
 
 
@@ -52,12 +53,12 @@ def test_flags_beat_environment_beat_project_file_beat_user_file_beat_defaults(
     cwd = project(tmp_path, "port = 1002\nstartup_timeout = 12\ncontext_window = 112\n")
     env = {"ANYCLAUDE_PORT": "1003", "ANYCLAUDE_STARTUP_TIMEOUT": "13"}
     s = settings.load({"port": "1004"}, env, cwd)
-    assert s["port"] == 1004 and s.sources["port"] == "the command line"
-    assert s["startup_timeout"] == 13.0 and s.sources["startup_timeout"] == "the environment"
-    assert s["context_window"] == 112
+    assert s.port == 1004 and s.sources["port"] == "the command line"
+    assert s.startup_timeout == 13.0 and s.sources["startup_timeout"] == "the environment"
+    assert s.context_window == 112
     assert s.sources["context_window"].endswith(str(tmp_path / "project" / ".anyclaude.toml"))
-    assert s["debug"] == 1 and "config.toml" in s.sources["debug"]
-    assert s["max_output_tokens"] is None and s.sources["max_output_tokens"] == "default"
+    assert s.debug == 1 and "config.toml" in s.sources["debug"]
+    assert s.max_output_tokens is None and s.sources["max_output_tokens"] == "default"
     assert [p.name for p in s.files] == ["config.toml", ".anyclaude.toml"]
 
 
@@ -92,7 +93,7 @@ def test_every_mode_is_a_registered_backend_with_its_own_url_setting(tmp_path: P
 def test_values_are_parsed_to_their_types(tmp_path: Path, env: dict[str, str],
                                           words: dict[str, object]) -> None:
     s = settings.load({}, env, project(tmp_path))
-    assert {key: s[key] for key in words} == words
+    assert {key: s.value(key) for key in words} == words
 
 
 @pytest.mark.parametrize(("env", "flags", "expected"), [
@@ -142,7 +143,7 @@ def test_anyclaude_config_replaces_the_user_file(tmp_path: Path) -> None:
     explicit = tmp_path / "elsewhere.toml"
     explicit.write_text("port = 1005\n", encoding="utf-8")
     env = {"ANYCLAUDE_CONFIG": str(explicit)}
-    assert settings.load({}, env, project(tmp_path))["port"] == 1005
+    assert settings.load({}, env, project(tmp_path)).port == 1005
     env = {"ANYCLAUDE_CONFIG": str(tmp_path / "missing.toml")}
     with pytest.raises(SettingsError, match="does not exist; create it or unset ANYCLAUDE_CONFIG"):
         settings.load({}, env, project(tmp_path))
@@ -164,3 +165,23 @@ def test_the_table_documents_every_setting_once() -> None:
     assert all(row.help for row in rows)
     assert {"mode", "port", "claude_path", "startup_timeout", "small_model",
             "mlx-lm.model", "lmstudio.url", "openai.key"} <= {row.key for row in rows}
+
+
+def test_every_global_setting_is_a_typed_attribute_and_a_run_gets_one_token(
+        tmp_path: Path) -> None:
+    """Global rows and `Settings` fields are the same names, so `settings.port` is typed
+    and a misspelt attribute fails mypy instead of returning None."""
+    bookkeeping = {"backend_values", "sources", "files", "unknown"}
+    attributes = {f.name for f in dataclasses.fields(settings.Settings)} - bookkeeping
+    assert attributes == {row.key for row in settings.table() if "." not in row.key}
+    s = settings.load({}, {}, project(tmp_path))
+    assert s.proxy_token == s.proxy_token and s.sources["proxy_token"] == "default"
+
+
+def test_lenient_loading_sets_bad_values_aside_and_uses_the_next_source(tmp_path: Path) -> None:
+    cwd = project(tmp_path, "port = 1002\n")
+    s, problems = settings.load_lenient({"port": "x"}, {"ANYCLAUDE_PORT": "70000"}, cwd)
+    assert s.port == 1002 and s.sources["port"].startswith("the config file")
+    assert [p.split(" from ")[0] for p in problems] == ["ANYCLAUDE_PORT (port)"] * 2
+    with pytest.raises(SettingsError, match="from the command line is 'x'"):
+        settings.load({"port": "x"}, {"ANYCLAUDE_PORT": "70000"}, cwd)

@@ -30,10 +30,12 @@ from tests.support.mlx_server import free_port, port_open
 
 TREE_SERVER = textwrap.dedent('''
     """A stand-in backend: answers /health, /v1/models and chat completions; spawns a tree."""
-    import json, os, subprocess, sys
+    import json, os, signal, subprocess, sys
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
     port, flags = int(sys.argv[1]), sys.argv[2:]
+    if "--ignore-term" in flags:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
     print("tree server starting", flush=True)
     if "--crash" in flags:
         for i in range(1, 31):
@@ -118,7 +120,7 @@ def ensure(sup: Supervisor) -> None:
     try:
         asyncio.run(sup.ensure())
     except BaseException:
-        sup.stop()
+        asyncio.run(sup.stop())
         raise
 
 
@@ -139,11 +141,37 @@ def test_stop_kills_the_whole_started_tree_and_closes_the_port(script: Path,
     assert len(procs) == 3, "server, child and grandchild"
     assert os.getpgid(sup.process.pid) == sup.process.pid, "its own process group"
     assert os.getsid(sup.process.pid) == sup.process.pid, "its own session"
-    sup.stop()
+    asyncio.run(sup.stop())
     assert not [p for p in procs if alive(p)]
     assert not port_open("127.0.0.1", port)
     assert sup.log_path is not None and "tree server starting" in sup.log_path.read_text()
     assert f"log: {sup.log_path}" in out.getvalue()
+
+
+def test_the_event_loop_keeps_running_while_a_stubborn_server_is_stopped(
+        script: Path, tmp_path: Path) -> None:
+    """The grace period before SIGKILL is waited out in a worker thread, so the proxy keeps
+    serving meanwhile. Here the loop itself ends the wait: it kills the server that ignores
+    SIGTERM, which it could not do if `stop` held it for the 60 s grace period."""
+    backend = tree_backend(script, free_port(), "--no-child", "--ignore-term")
+    sup = Supervisor(backend, Endpoint(backend.default_url, None), {}, log_dir=tmp_path,
+                     startup_timeout=60, console=Console(file=io.StringIO()), grace=60)
+    ensure(sup)
+    assert sup.process is not None
+    server = sup.process
+
+    async def stop_while_ticking() -> int:
+        stopping, ticks = asyncio.create_task(sup.stop()), 0
+        while not stopping.done():
+            await asyncio.sleep(0.05)
+            ticks += 1
+            if ticks == 5:
+                server.kill()
+        await stopping
+        return ticks
+
+    assert asyncio.run(stop_while_ticking()) >= 5
+    assert server.poll() is not None
 
 
 def test_a_healthy_server_already_running_is_reused_and_never_stopped(script: Path,
@@ -159,7 +187,7 @@ def test_a_healthy_server_already_running_is_reused_and_never_stopped(script: Pa
         ensure(sup)
         assert sup.reused and sup.process is None and sup.log_path is None
         assert "already running" in out.getvalue()
-        sup.stop()
+        asyncio.run(sup.stop())
         assert server.poll() is None and port_open("127.0.0.1", port)
     finally:
         server.terminate()
@@ -196,7 +224,7 @@ def test_generation_confirms_the_model_is_loaded_before_start_up_ends(script: Pa
     terminal = io.StringIO()
     sup.console = Console(file=terminal, force_terminal=True, width=120)
     ensure(sup)
-    sup.stop()
+    asyncio.run(sup.stop())
     chats = [json.loads(line) for line in (tmp_path / "chats.jsonl").read_text().splitlines()]
     assert len(chats) == 3, "two 503 answers while loading, then the 200 that ends start-up"
     assert all(c["max_tokens"] == 1 and c["stream"] is False and "model" not in c
@@ -250,7 +278,7 @@ def test_a_crash_after_start_up_is_reported_once_with_the_log(script: Path,
     assert sup.process is not None
     sup.process.kill()
     asyncio.run(asyncio.wait_for(sup.watch(notes.append), 30))
-    sup.stop()
+    asyncio.run(sup.stop())
     assert len(notes) == 1
     assert "exited unexpectedly (signal SIGKILL)" in notes[0] and str(sup.log_path) in notes[0]
 
@@ -263,7 +291,7 @@ def test_a_deliberate_stop_is_not_reported_as_a_crash(script: Path, tmp_path: Pa
     async def watch_then_stop() -> None:
         watcher = asyncio.create_task(sup.watch(notes.append))
         await asyncio.sleep(0)
-        sup.stop()
+        await sup.stop()
         await asyncio.wait_for(watcher, 30)
 
     asyncio.run(watch_then_stop())
@@ -306,7 +334,7 @@ def test_lm_studio_is_started_with_lms_and_stopped_with_it(script: Path, tmp_pat
     ensure(sup)
     daemon = psutil.Process(int((tmp_path / "daemon.pid").read_text()))
     assert alive(daemon) and port_open("127.0.0.1", port)
-    sup.stop()
+    asyncio.run(sup.stop())
     calls = [json.loads(line) for line in (tmp_path / "calls.jsonl").read_text().splitlines()]
     assert calls == [["server", "start", "--port", str(port)],
                      ["load", "qwen/qwen3-4b", "--yes"], ["server", "stop"]]

@@ -41,7 +41,6 @@ class Dialect:
     """False: the server loses tool calls while streaming, ask non-streaming and stream ourselves."""
     text_with_tool_calls: bool = True
     """False: an assistant message may not carry both text and tool calls (mlx-textgen)."""
-    single_system_message: bool = True
     schema_profile: SchemaProfile = "minimal"
     max_tool_name_length: int | None = 64
     send_stop: bool = False
@@ -148,5 +147,12 @@ class Backend:
     filled in (`lms load {model} --context-length {size}`)."""
     prefix_cache: bool = True
     """The server reuses the longest cached prefix of a prompt, so a cache warm-up pays off."""
-    tokenizer_hint: bool = True
-    """The model setting may be a local folder holding `tokenizer.json` (for count_tokens)."""
+    model_files: bool = True
+    """The model setting names the model's files (a local folder, or a Hub id in the Hugging
+    Face cache) rather than a name the server knows: anyclaude then reads its tokenizer (exact
+    count_tokens) and `config.json` (the context window), and doctor checks it is there."""
+
+    @property
+    def passthrough(self) -> bool:
+        """Anthropic-speaking upstreams get the user's own credentials and model names."""
+        return self.protocol == "anthropic"

@@ -13,5 +13,5 @@ BACKEND = Backend(
     default_url="https://api.anthropic.com",
     health_path="",
     local=False,
-    tokenizer_hint=False,
+    model_files=False,
 )

@@ -46,5 +46,5 @@ BACKEND = Backend(
                             "Install LM Studio's CLI (`npx lmstudio install-cli`), or start its "
                             "server in the app yourself.", bundled="~/.lmstudio/bin/lms"),
     reload_hint="`lms load {model} --context-length {size}`",
-    tokenizer_hint=False,
+    model_files=False,
 )

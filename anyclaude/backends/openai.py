@@ -25,5 +25,5 @@ BACKEND = Backend(
     health_path="/models",
     start_hint="start your server (e.g. `vllm serve MODEL`) and set ANYCLAUDE_OPENAI_URL to its "
     "base URL ending in /v1",
-    tokenizer_hint=False,
+    model_files=False,
 )

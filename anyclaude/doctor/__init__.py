@@ -2,7 +2,7 @@
 
 Every check is a small function returning ✓ / ! / ✗ with what it found and a one-line fix.
 They all run at once, each bounded (network probes 2 s, commands a few seconds, any check
-`CHECK_LIMIT_S`), so doctor answers in a few seconds even when a server hangs. Exit status:
+`timeouts.DOCTOR_CHECK_S`), so doctor answers in a few seconds even when a server hangs. Exit status:
 0 when the configured mode can work (warnings allowed), 1 when any check failed.
 """
 
@@ -12,15 +12,14 @@ import asyncio
 import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
 
+from anyclaude import timeouts
 from anyclaude.doctor.backend import context_check, model_check, package_check, proxy_port_check
 from anyclaude.doctor.config import (
     config_check,
     credentials_check,
-    lenient_load,
     settings_check,
     upstream_check,
 )
@@ -28,13 +27,9 @@ from anyclaude.doctor.render import render, to_json
 from anyclaude.doctor.result import Context, Result, fail, warn
 from anyclaude.doctor.server import server_check
 from anyclaude.doctor.system import claude_check, node_check, platform_check, python_check
-from anyclaude.settings import Settings, SettingsError
+from anyclaude.settings import Settings
 
-__all__ = ["CHECKS", "Context", "Result", "collect", "run", "run_despite"]
-
-CHECK_LIMIT_S = 12.0
-"""Above every inner timeout (the longest: the 10 s mlx-lm import; a 2 s probe, then a 5 s
-1-token request)."""
+__all__ = ["CHECKS", "Context", "Result", "collect", "run"]
 
 Check = Callable[[Context], Awaitable[Result | list[Result] | None]]
 
@@ -48,7 +43,7 @@ async def _platform(ctx: Context) -> Result:
 
 
 async def _proxy_port(ctx: Context) -> Result:
-    return proxy_port_check(int(ctx.settings["port"] or 0))
+    return proxy_port_check(ctx.settings.port)
 
 
 CHECKS: list[tuple[str, Check]] = [
@@ -72,12 +67,12 @@ CHECKS: list[tuple[str, Check]] = [
 async def _guarded(name: str, check: Check, ctx: Context) -> list[Result]:
     """A check that hangs or breaks becomes a row of its own instead of stopping doctor."""
     try:
-        found = await asyncio.wait_for(check(ctx), CHECK_LIMIT_S)
+        found = await asyncio.wait_for(check(ctx), timeouts.DOCTOR_CHECK_S)
     except TimeoutError:
-        return [warn(name, f"the check did not finish within {CHECK_LIMIT_S:g} s",
+        return [warn(name, f"the check did not finish within {timeouts.DOCTOR_CHECK_S:g} s",
                      "Run `anyclaude doctor` again; if it persists, please report it.")]
     except Exception as exc:
-        if ctx.settings["debug"]:
+        if ctx.settings.debug:
             raise
         return [fail(name, f"the check failed unexpectedly ({type(exc).__name__}: {exc})",
                      "Run it again with ANYCLAUDE_DEBUG=1 and please report the traceback.")]
@@ -98,7 +93,8 @@ async def collect(ctx: Context, checks: Sequence[tuple[str, Check]] = CHECKS) ->
 def run(settings: Settings, as_json: bool, *, problems: Sequence[str] = (),
         environ: Mapping[str, str] | None = None, cwd: Path | None = None,
         console: Console | None = None) -> int:
-    """Check, print (a table, or JSON on request) and return the exit status."""
+    """Check, print (a table, or JSON on request) and return the exit status. `problems`:
+    the invalid settings `settings.load_lenient` set aside, each shown as a failed check."""
     ctx = Context(settings, dict(os.environ if environ is None else environ),
                   cwd or Path.cwd(), problems)
     results = asyncio.run(collect(ctx))
@@ -107,12 +103,3 @@ def run(settings: Settings, as_json: bool, *, problems: Sequence[str] = (),
     else:
         render(results, settings, console or Console(highlight=False))
     return 1 if any(r.status == "fail" for r in results) else 0
-
-
-def run_despite(error: SettingsError, options: Mapping[str, Any], as_json: bool) -> int:
-    """doctor when the settings do not load: every other check still runs, on the settings
-    that are valid, and each invalid one is a failed row (`error` is the first of them)."""
-    settings, problems = lenient_load(options, os.environ, Path.cwd())
-    if not problems and "config file" not in str(error):  # else the config check shows it
-        problems = [str(error)]
-    return run(settings, as_json, problems=problems)

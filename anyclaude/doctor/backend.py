@@ -11,14 +11,25 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from anyclaude import discovery
+from anyclaude import discovery, hub, timeouts
 from anyclaude.backends.base import Backend, Requirement
-from anyclaude.doctor.result import Context, Result, fail, ok, run_command, warn
+from anyclaude.doctor.result import Context, Result, fail, ok, warn
 from anyclaude.doctor.server import server_up
+from anyclaude.processes import run_command
 from anyclaude.supervisor import missing_model_folder
 
-IMPORT_TIMEOUT_S = 10.0
-"""`import mlx_lm` loads transformers: ~2 s warm, longer on a cold disk."""
+FIND_MODULES = """
+import importlib.util, sys
+for name in sys.argv[1:]:
+    try:
+        spec = importlib.util.find_spec(name)
+    except ImportError:
+        spec = None
+    if spec is None:
+        sys.exit(f"No module named {name!r}")
+"""
+"""Run by the backend's Python: finds each module without importing it (importing mlx_lm
+loads transformers, which takes seconds)."""
 CLAUDE_CODE_FIRST_PROMPT_TOKENS = 20000
 """Claude Code's first request with its default tools (~19k tokens with 2.1.197)."""
 COMFORTABLE_CONTEXT_TOKENS = 32768
@@ -59,15 +70,15 @@ async def _python_module(python: str, need: Requirement, env_name: str,
                     f"Point {env_name} at a Python that has it, or unset it.")
     modules = [m.strip() for m in need.name.split(",")]
     label = modules[0].replace("_", "-")
-    out = await run_command([found, "-c", "import " + ", ".join(modules)], IMPORT_TIMEOUT_S,
-                            environ)
+    out = await run_command([found, "-c", FIND_MODULES, *modules], timeouts.PACKAGE_S,
+                            env=dict(environ))
     if out.code == 0:
-        return ok(name, f"{label} imports in {found}")
-    if out.code is None and "no answer" in out.text:
-        return warn(name, f"importing {label} in {found} took over {IMPORT_TIMEOUT_S:g} s",
+        return ok(name, f"{label} is installed in {found}")
+    if out.timed_out:
+        return warn(name, f"{found} took over {timeouts.PACKAGE_S:g} s to look {label} up",
                     f"Run `{found} -c 'import {modules[0]}'` to see why it is slow.")
     last = out.text.splitlines()[-1] if out.text else f"exit code {out.code}"
-    return fail(name, f"{found} cannot import {label} ({last})",
+    return fail(name, f"{found} does not have {label} ({last})",
                 need.install.replace("{python}", found))
 
 
@@ -90,18 +101,17 @@ async def model_check(ctx: Context) -> Result | None:
     for the others the server check sees whether the server has the model."""
     backend, model = ctx.settings.backend, ctx.settings.endpoint.model
     setting = backend.model_setting
-    if setting is None or not backend.tokenizer_hint:
+    if setting is None or not backend.model_files:
         return None
     if model:
-        return model_location(model, setting, ctx.environ, ctx.home)
+        return model_location(model, setting)
     if await server_up(ctx):
         return ok("model", f"{setting} is not set; the running server uses its own model")
     return fail("model", f"{setting} is not set, so anyclaude cannot start {backend.name}",
                 f"Set {setting} to a model folder or a Hugging Face id, e.g. {EXAMPLE_MODEL}.")
 
 
-def model_location(model: str, setting: str, environ: Mapping[str, str],
-                   home: Path | None = None) -> Result:
+def model_location(model: str, setting: str) -> Result:
     """A local folder must hold a model; a Hub id should already be downloaded."""
     folder = Path(model).expanduser()
     point = f"Point {setting} at a model folder or a Hugging Face id (owner/name)."
@@ -116,7 +126,7 @@ def model_location(model: str, setting: str, environ: Mapping[str, str],
         return fail("model", f"{setting} names {folder}, which is not a folder", point)
     if model.count("/") != 1:
         return warn("model", f"{model} is neither a folder here nor a Hugging Face id", point)
-    snapshot = hub_snapshot(model, environ, home or Path.home())
+    snapshot = hub_snapshot(model)
     if snapshot is not None:
         return ok("model", f"{model} (in the Hugging Face cache: {snapshot})")
     return warn("model", f"{model} is not in the Hugging Face cache; the first start "
@@ -135,21 +145,10 @@ def missing_parts(folder: Path) -> list[str]:
     return parts
 
 
-def hub_cache(environ: Mapping[str, str], home: Path) -> Path:
-    """huggingface_hub's rule: HF_HUB_CACHE, else $HF_HOME/hub, else
-    ${XDG_CACHE_HOME:-~/.cache}/huggingface/hub."""
-    if environ.get("HF_HUB_CACHE"):
-        return Path(environ["HF_HUB_CACHE"]).expanduser()
-    cache = Path(environ.get("XDG_CACHE_HOME") or home / ".cache")
-    return Path(environ.get("HF_HOME") or cache / "huggingface").expanduser() / "hub"
-
-
-def hub_snapshot(model: str, environ: Mapping[str, str], home: Path) -> Path | None:
-    """A complete downloaded snapshot of a Hub model, or None."""
-    snapshots = hub_cache(environ, home) / ("models--" + model.replace("/", "--")) / "snapshots"
-    if not snapshots.is_dir():
-        return None
-    return next((s for s in sorted(snapshots.iterdir()) if not missing_parts(s)), None)
+def hub_snapshot(model: str) -> Path | None:
+    """The cached snapshot of a Hub model, when it is complete; else None."""
+    config = hub.model_file(model, "config.json")
+    return config.parent if config is not None and not missing_parts(config.parent) else None
 
 
 # -- the context window ---------------------------------------------------------------------
@@ -159,14 +158,8 @@ async def context_check(ctx: Context) -> Result | None:
     backend, endpoint = ctx.settings.backend, ctx.settings.endpoint
     if backend.protocol != "openai":
         return None
-    window, source = ctx.settings["context_window"], "ANYCLAUDE_CONTEXT_WINDOW"
-    if not window:
-        window, source = await discovery.from_server(endpoint), "reported by the server"
-    if not window and backend.tokenizer_hint:
-        window, source = discovery.from_model_folder(endpoint.model), "from the model's config"
-    if not window:
-        window, source = backend.context_window, f"the {backend.name} default"
-    return judge_context(window, source, backend, endpoint.model)
+    found = await discovery.find(backend, endpoint, ctx.settings.context_window)
+    return judge_context(found.tokens, found.source, backend, endpoint.model)
 
 
 def judge_context(window: int | None, source: str, backend: Backend,

@@ -1,74 +1,23 @@
-"""Settings and config files, loaded leniently so one bad value does not hide every other
-check; and, in claude mode, the user's own Anthropic credentials (looked for, never sent)."""
+"""Settings (loaded leniently by `settings.load_lenient`, so one bad value does not hide every
+other check) and config files; and, in claude mode, the user's own Anthropic credentials
+(looked for, never sent)."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import difflib
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 import platformdirs
 
 from anyclaude import settings as settings_mod
-from anyclaude.backends.net import host_port
+from anyclaude import timeouts
+from anyclaude.backends.net import LOOPBACK, host_port
 from anyclaude.doctor.result import Context, Result, fail, from_sentence, ok, warn
-from anyclaude.launcher import passthrough
-from anyclaude.settings import Setting, Settings, SettingsError
-from anyclaude.supervisor import LOOPBACK
+from anyclaude.settings import SettingsError
 
-FLAGS = ("mode", "port", "context_window", "startup_timeout", "proxy_only")
-"""Command-line options that are settings of their own (see `cli.load_settings`)."""
 CREDENTIAL_VARS = ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "CLAUDE_CODE_OAUTH_TOKEN")
-CONNECT_TIMEOUT_S = 2.0
-
-
-def lenient_load(options: Mapping[str, Any], environ: Mapping[str, str],
-                 cwd: Path) -> tuple[Settings, list[str]]:
-    """The settings `cli.load_settings` would give, except that an invalid value (or an
-    unreadable config file) is set aside instead of raised: the next source down is used,
-    and each problem is kept as the sentence the launcher would print."""
-    files: list[Path] = []
-    config: dict[str, tuple[Any, str]] = {}
-    for path in settings_mod.config_files(cwd, environ):
-        with contextlib.suppress(SettingsError):  # config_check reports it
-            for key, value in settings_mod.read_config(path).items():
-                config[key] = (value, f"the config file {path}")
-            files.append(path)
-    problems: list[str] = []
-
-    def resolve(row: Setting, flags: Mapping[str, Any]) -> tuple[Any, str]:
-        """The first valid value from the command line, the environment, the files."""
-        candidates = [(flags.get(row.key), "the command line"),
-                      (environ.get(row.env) or None, "the environment"),
-                      config.get(row.key, (None, ""))]
-        for raw, source in candidates:
-            if raw is not None:
-                try:
-                    return settings_mod.parse_value(row, raw, source), source
-                except SettingsError as exc:
-                    problems.append(str(exc))
-        return row.default, "default"
-
-    table = settings_mod.table()
-    flags = {key: options.get(key) for key in FLAGS}
-    mode, source = resolve(next(row for row in table if row.key == "mode"), flags)
-    resolved = Settings(values={"mode": mode}, sources={"mode": source}, files=files)
-    if options.get("backend_url") is not None:
-        flags[f"{mode}.url"] = options["backend_url"]
-    if options.get("backend_model") is not None:
-        if resolved.backend.model_setting is None:
-            problems.append(f"--backend-model does not apply to {mode} mode, which has no "
-                            "model setting; remove it.")
-        else:
-            flags[f"{mode}.model"] = options["backend_model"]
-    for row in table:
-        if row.key != "mode":
-            resolved.values[row.key], resolved.sources[row.key] = resolve(row, flags)
-    return resolved, problems
 
 
 async def settings_check(ctx: Context) -> list[Result]:
@@ -116,7 +65,7 @@ async def config_check(ctx: Context) -> list[Result]:
 async def credentials_check(ctx: Context) -> Result | None:
     """In claude mode Claude Code uses the user's own key or login; only their presence is
     checked, and nothing is sent anywhere."""
-    if not passthrough(ctx.settings):
+    if not ctx.settings.backend.passthrough:
         return None
     name = "credentials"
     for var in CREDENTIAL_VARS:
@@ -142,7 +91,7 @@ def _logged_in(state: Path) -> bool:
 async def upstream_check(ctx: Context) -> Result | None:
     """The upstream of a pass-through mode: a local one must listen (a bare TCP connect,
     nothing sent); a remote one (Anthropic) is not contacted."""
-    if not passthrough(ctx.settings):
+    if not ctx.settings.backend.passthrough:
         return None
     url, setting = ctx.settings.endpoint.url, ctx.settings.backend.url_setting
     host, port = host_port(url)
@@ -150,7 +99,7 @@ async def upstream_check(ctx: Context) -> Result | None:
         return ok("upstream", f"{url} (not contacted)")
     try:
         _, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
-                                           CONNECT_TIMEOUT_S)
+                                           timeouts.PROBE_S)
     except (OSError, TimeoutError) as exc:
         why = "no answer" if isinstance(exc, TimeoutError) else exc.strerror or "refused"
         return fail("upstream", f"Nothing listens at {url} ({why})",

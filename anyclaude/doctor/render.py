@@ -68,11 +68,11 @@ def settings_table(settings: Settings) -> Table:
         scope, _, _ = row.key.rpartition(".")
         if scope and scope != mode:
             continue
-        value = settings.values.get(row.key)
+        source = settings.sources.get(row.key, "default").removeprefix("the ")
+        value = None if row.derive and source == "default" else settings.value(row.key)
         shown = "(not set)" if value is None else str(value)
         if value is not None and row.key.endswith(SECRET_SUFFIXES):
             shown = "(set)"
-        source = settings.sources.get(row.key, "default").removeprefix("the ")
         table.add_row(row.key, row.env, Text(shown, style="dim" if source == "default" else ""),
                       Text(source, style="dim"))
     return table

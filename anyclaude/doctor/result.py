@@ -9,11 +9,8 @@ slowest one, not their sum, bounds how long `anyclaude doctor` takes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
-import signal
-import subprocess
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,38 +92,6 @@ class Context:
     def home(self) -> Path:
         home = self.environ.get("HOME")
         return Path(home) if home else Path.home()
-
-
-@dataclass(frozen=True)
-class Output:
-    """A command's exit code and output; `code` is None when it could not run or did not
-    finish in time (then `text` says which)."""
-
-    code: int | None
-    text: str
-
-
-async def run_command(argv: Sequence[str], timeout: float,
-                      environ: Mapping[str, str] | None = None) -> Output:
-    """Run a short command in its own process group; on timeout (or when the check is
-    cancelled) the whole group is killed, so a hanging `claude --version` cannot hold
-    doctor up or outlive it."""
-    try:
-        proc = await asyncio.create_subprocess_exec(
-            *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=None if environ is None else dict(environ), start_new_session=True)
-    except OSError as exc:
-        return Output(None, exc.strerror or type(exc).__name__)
-    try:
-        data, _ = await asyncio.wait_for(proc.communicate(), timeout)
-    except TimeoutError:
-        return Output(None, f"no answer within {timeout:g} s")
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
-    return Output(proc.returncode, data.decode("utf-8", "replace").strip())
 
 
 VERSION = re.compile(r"(\d+)\.(\d+)(?:\.(\d+))?")

@@ -10,32 +10,15 @@ loaded (mlx-lm) a 1-token completion confirms the model, as the supervisor does.
 from __future__ import annotations
 
 import asyncio
-import json
 from dataclasses import dataclass
-from typing import Any
 
-import aiohttp
-
+from anyclaude import probes, timeouts
 from anyclaude.backends.base import Backend, Endpoint
-from anyclaude.backends.net import host_port, server_root
+from anyclaude.backends.net import LOOPBACK, host_port
 from anyclaude.doctor.result import Context, Result, fail, listing, ok, warn
-from anyclaude.supervisor import LOOPBACK
+from anyclaude.probes import Answer
 
-PROBE_TIMEOUT_S = 2.0
-GENERATION_TIMEOUT_S = 5.0
 TAILS = ("/chat/completions", "/completions", "/models")
-SILENT = "no answer"
-
-
-@dataclass(frozen=True)
-class Answer:
-    """One GET or POST: the HTTP status (0: none), the body, and why there was none."""
-
-    status: int
-    body: Any = None
-    text: str = ""
-    problem: str = ""
-    """Why there is no answer: `connection refused`, `SILENT` (connected, then nothing)..."""
 
 
 @dataclass(frozen=True)
@@ -67,40 +50,13 @@ def corrections(url: str) -> list[str]:
     return [c for c in dict.fromkeys(candidates) if c != url and "://" in c]
 
 
-async def _ask(session: aiohttp.ClientSession, url: str, body: dict[str, Any] | None = None,
-               timeout: float = PROBE_TIMEOUT_S) -> Answer:
-    """One request, never longer than `timeout`; a server that accepts the connection but
-    stays silent is told apart from one that is not there."""
-    limits = aiohttp.ClientTimeout(total=timeout, sock_connect=PROBE_TIMEOUT_S * 0.75)
-    try:
-        async with session.request("GET" if body is None else "POST", url, json=body,
-                                   timeout=limits) as resp:
-            text = await resp.text(errors="replace")
-    except aiohttp.ClientConnectorDNSError:
-        return Answer(0, problem="host not found")
-    except aiohttp.ConnectionTimeoutError:
-        return Answer(0, problem="connection timed out")
-    except aiohttp.ClientConnectorError:
-        return Answer(0, problem="connection refused")
-    except TimeoutError:
-        return Answer(0, problem=SILENT)
-    except (aiohttp.ClientError, OSError) as exc:
-        return Answer(0, problem=type(exc).__name__)
-    try:
-        parsed = json.loads(text)
-    except ValueError:
-        parsed = None
-    return Answer(resp.status, parsed, text)
-
-
 async def probe(backend: Backend, endpoint: Endpoint) -> Probe:
     base = endpoint.url.rstrip("/")
-    health_url = (server_root(base) if backend.health_is_absolute else base) + backend.health_path
+    health_url = probes.health_url(backend, endpoint)
     others = corrections(base) if backend.protocol == "openai" else []
     urls = list(dict.fromkeys([health_url, base + "/models", *(o + "/models" for o in others)]))
-    headers = {"Authorization": f"Bearer {endpoint.api_key}"} if endpoint.api_key else {}
-    async with aiohttp.ClientSession(headers=headers) as session:
-        answers = dict(zip(urls, await asyncio.gather(*(_ask(session, u) for u in urls)),
+    async with probes.session(endpoint) as session:
+        answers = dict(zip(urls, await asyncio.gather(*(probes.ask(session, u) for u in urls)),
                            strict=True))
         listed = answers[base + "/models"]
         corrected = None
@@ -108,12 +64,8 @@ async def probe(backend: Backend, endpoint: Endpoint) -> Probe:
             corrected = next((o for o in others if answers[o + "/models"].status == 200), None)
         result = Probe(base, health_url, answers[health_url], listed, corrected)
         if result.up and corrected is None and backend.confirm_with_generation:
-            body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}],
-                                    backend.dialect.max_tokens_param: 1, "stream": False}
-            if backend.dialect.model_field != "omit" and endpoint.model:
-                body["model"] = endpoint.model
-            generation = await _ask(session, base + "/chat/completions", body,
-                                    GENERATION_TIMEOUT_S)
+            url, body = probes.one_token_request(backend, endpoint)
+            generation = await probes.ask(session, url, body, timeouts.ONE_TOKEN_S)
             result = Probe(base, health_url, result.health, listed, None, generation)
     return result
 
@@ -143,12 +95,12 @@ def judge(found: Probe, backend: Backend, endpoint: Endpoint,
     hint = backend.start_hint[:1].upper() + backend.start_hint[1:] + "."
     if found.corrected is not None:
         return fail(name, f"{url} is not the API's base URL ({url}/models: "
-                    f"{_said(found.listed)}; {found.corrected}/models answers)",
+                    f"{found.listed.said}; {found.corrected}/models answers)",
                     f"Set {setting}={found.corrected}.")
     health = found.health
-    if health.problem == SILENT:
+    if health.silent:
         return fail(name, f"{url} accepts connections but sends no answer within "
-                    f"{PROBE_TIMEOUT_S:g} s", f"Restart the server, or point {setting} at "
+                    f"{timeouts.PROBE_S:g} s", f"Restart the server, or point {setting} at "
                     "the right one.")
     if health.status == 0:
         host, _ = host_port(url)
@@ -159,16 +111,12 @@ def judge(found: Probe, backend: Backend, endpoint: Endpoint,
                         "and stops it again when you are done.")
         return fail(name, f"Nothing answers at {url} ({health.problem})", hint)
     if not found.up:
-        return fail(name, f"{found.health_url} answers {_said(health)}, so this is not a "
+        return fail(name, f"{found.health_url} answers {health.said}, so this is not a "
                     f"healthy {backend.name} server", f"Check the server's log and restart "
                     f"it, or point {setting} at the right server.")
     if found.generation is not None:
         return _judge_generation(found.generation, url, backend)
     return _judge_models(found, backend, endpoint)
-
-
-def _said(answer: Answer) -> str:
-    return f"HTTP {answer.status}" if answer.status else answer.problem
 
 
 def _judge_generation(answer: Answer, url: str, backend: Backend) -> Result:
@@ -178,7 +126,7 @@ def _judge_generation(answer: Answer, url: str, backend: Backend) -> Result:
                   "1-token request")
     if answer.status == 0:
         return warn(name, f"{backend.name} answers at {url}, but its model did not answer a "
-                    f"1-token request within {GENERATION_TIMEOUT_S:g} s (still loading?)",
+                    f"1-token request within {timeouts.ONE_TOKEN_S:g} s (still loading?)",
                     "Wait for the model to load and run `anyclaude doctor` again, or read "
                     "the server's log.")
     return fail(name, f"{backend.name} at {url} failed a 1-token request (HTTP "

@@ -8,7 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from anyclaude import backends
+from anyclaude import backends, timeouts
 from anyclaude.backends.mlx_lm import openblas_path
 from anyclaude.doctor.result import (
     Context,
@@ -18,10 +18,10 @@ from anyclaude.doctor.result import (
     from_sentence,
     ok,
     parse_version,
-    run_command,
     warn,
 )
 from anyclaude.launcher import LaunchError, find_claude
+from anyclaude.processes import run_command
 
 MIN_PYTHON = (3, 11)
 MIN_CLAUDE_CODE = (2, 0, 0)
@@ -30,7 +30,6 @@ CLAUDE_CODE_AUTO_COMPACT_WINDOW); anyclaude is tested with 2.1."""
 MIN_NODE = (18, 0, 0)
 """The `engines` of Claude Code's npm package."""
 UPDATE_CLAUDE = "npm install -g @anthropic-ai/claude-code@latest"
-VERSION_TIMEOUT_S = 5.0
 OPENBLAS_APT = "sudo apt install libopenblas0-pthread"
 
 
@@ -69,12 +68,12 @@ def platform_check(mode: str, system: str = platform.system(),
 async def claude_check(ctx: Context) -> Result:
     """Claude Code as the launcher will find it, and its version. Only needed to launch it:
     in proxy-only mode its absence is a warning."""
-    proxy_only = bool(ctx.settings["proxy_only"])
+    proxy_only = ctx.settings.proxy_only
     try:
-        path = find_claude(ctx.settings["claude_path"], ctx.environ)
+        path = find_claude(ctx.settings.claude_path, ctx.environ)
     except LaunchError as exc:
         return from_sentence("claude-code", "warn" if proxy_only else "fail", str(exc))
-    out = await run_command([path, "--version"], VERSION_TIMEOUT_S, ctx.environ)
+    out = await run_command([path, "--version"], timeouts.VERSION_S, env=dict(ctx.environ))
     version = parse_version(out.text) if out.code == 0 else None
     if version is None:
         said = out.text.splitlines()[-1][:100] if out.text else f"exit code {out.code}"
@@ -94,7 +93,7 @@ async def node_check(ctx: Context) -> Result:
         "update Claude Code with npm."
     if node is None:
         return warn("node", "Node.js (`node`) is not on PATH", need)
-    out = await run_command([node, "--version"], VERSION_TIMEOUT_S, ctx.environ)
+    out = await run_command([node, "--version"], timeouts.VERSION_S, env=dict(ctx.environ))
     version = parse_version(out.text) if out.code == 0 else None
     if version is None:
         return warn("node", f"{node} --version did not say a version ({out.text[:100]})", need)

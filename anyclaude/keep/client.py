@@ -24,6 +24,7 @@ from typing import Any
 
 import psutil
 
+from anyclaude import processes
 from anyclaude.keep import state
 
 SPAWN_TIMEOUT_S = 60.0
@@ -199,10 +200,10 @@ class Slot:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(record_spec, handle)
         with log.open("ab") as errors:
-            proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", state.KEEPER_MODULE, str(spec_file),
-                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors,
-                start_new_session=True)
+            # No parent-death signal: the keeper is meant to outlive this run.
+            proc = await processes.start(
+                [sys.executable, "-m", state.KEEPER_MODULE, str(spec_file)], parent_death=None,
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=errors)
         assert proc.stdout is not None
         try:
             line = await asyncio.wait_for(proc.stdout.readline(), SPAWN_TIMEOUT_S)

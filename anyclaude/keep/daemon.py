@@ -28,8 +28,8 @@ from typing import Any
 
 import psutil
 
+from anyclaude import processes
 from anyclaude.keep import state
-from anyclaude.processes import die_with_parent, terminate, tree
 
 TICK_S = 0.5
 
@@ -51,10 +51,9 @@ class Keeper:
         log = open(self.spec["log"], "ab")  # noqa: SIM115 - the server owns it from here
         log.write(f"$ {' '.join(self.spec['argv'])}\n".encode())
         log.flush()
-        self.server = psutil.Popen(
-            self.spec["argv"], stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-            env={"PYTHONUNBUFFERED": "1", **os.environ, **self.spec["env"]},
-            cwd=self.spec["cwd"], start_new_session=True, preexec_fn=die_with_parent())
+        self.server = processes.spawn(
+            self.spec["argv"], stdout=log, stderr=subprocess.STDOUT, cwd=self.spec["cwd"],
+            env={"PYTHONUNBUFFERED": "1", **os.environ, **self.spec["env"]})
         log.close()
         self.record = state.Record(
             mode=self.spec["mode"], model=self.spec["model"], url=self.spec["url"],
@@ -100,7 +99,7 @@ class Keeper:
                         await writer.drain()
                 self.done.set()
                 return
-            for proc in tree(self.server)[1:]:
+            for proc in processes.tree(self.server)[1:]:
                 self.known.setdefault(proc.pid, proc)
             if not self.leases and time.monotonic() - self.idle_since >= self.keep_alive:
                 self.done.set()
@@ -149,24 +148,13 @@ class Keeper:
 
     async def shutdown(self) -> None:
         if self.server is not None:
-            procs = [*tree(self.server), *self.known.values(), *_group(self.server.pid)]
-            await asyncio.to_thread(terminate, [p for p in procs if p.pid != os.getpid()])
+            await processes.stop_soon(self.server.pid, also=self.known.values())
         for writer in list(self.leases):
             writer.close()
         if self.record is not None:
             current = state.read(self.path) if self.path.exists() else None
             if current is None or current.keeper_pid == os.getpid():
                 state.remove(replace(self.record), self.path)
-
-
-def _group(pgid: int) -> list[psutil.Process]:
-    """The server's process group (it leads its own session): daemonised children too."""
-    members = []
-    for proc in psutil.process_iter():
-        with contextlib.suppress(OSError, psutil.Error):
-            if os.getpgid(proc.pid) == pgid:
-                members.append(proc)
-    return members
 
 
 def _report(message: dict[str, Any]) -> None:

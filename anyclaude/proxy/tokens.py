@@ -13,7 +13,6 @@ The hot path (`/v1/messages`) only estimates (a few microseconds); exact countin
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,25 +23,6 @@ import orjson
 DEFAULT_CHARS_PER_TOKEN = 3.6
 """Claude Code prompts are English prose plus JSON schemas: ~3.5-4.5 chars per token with
 the tokenizers of Qwen-class models. Erring low overestimates, which is the safe side."""
-
-
-def find_tokenizer(model: str | None) -> Path | None:
-    """`tokenizer.json` for a local model folder or a Hub id already in the HF cache."""
-    if not model:
-        return None
-    local = Path(model).expanduser()
-    if (local / "tokenizer.json").is_file():
-        return local / "tokenizer.json"
-    if "/" not in model or local.exists():
-        return None
-    hub = Path(os.environ.get("HF_HUB_CACHE") or Path(
-        os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub")
-    snapshots = hub / ("models--" + model.replace("/", "--")) / "snapshots"
-    if snapshots.is_dir():
-        for snapshot in sorted(snapshots.iterdir()):
-            if (snapshot / "tokenizer.json").is_file():
-                return snapshot / "tokenizer.json"
-    return None
 
 
 def prompt_text(body: Mapping[str, Any]) -> str:

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 
 from anyclaude.backends.base import Backend, Endpoint
-from anyclaude.backends.net import server_root
+from anyclaude.backends.net import auth_headers, server_root
 from anyclaude.translate.errors import AnthropicError, unreachable
 
 KEEPALIVE_S = 10.0
@@ -52,10 +52,7 @@ class Upstream:
         return self.endpoint.url.rstrip("/") + path
 
     def headers(self) -> dict[str, str]:
-        headers = {"Content-Type": "application/json"}
-        if self.endpoint.api_key:
-            headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
-        return headers
+        return {"Content-Type": "application/json", **auth_headers(self.endpoint.api_key)}
 
     async def post_json(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
         """POST and return the open response once its headers arrive."""

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from anyclaude import hub
 from anyclaude.doctor.backend import (
     CLAUDE_CODE_FIRST_PROMPT_TOKENS,
     COMFORTABLE_CONTEXT_TOKENS,
@@ -19,6 +20,7 @@ from anyclaude.doctor.backend import (
     proxy_port_check,
 )
 from tests.doctor.helpers import closed_port, context, one, python_without_mlx, run, script
+from tests.support.hub_cache import cache_model
 from tests.support.scripted_backend import ScriptedBackend
 from tests.support.tiny_model import build_scripted_model, default_models_dir
 
@@ -34,10 +36,25 @@ def down(port: int | None = None) -> str:
 
 # -- the package ----------------------------------------------------------------------------
 
-def test_mlx_lm_importable_by_the_configured_python_passes(environ: dict[str, str]) -> None:
+def test_mlx_lm_installed_in_the_configured_python_passes(environ: dict[str, str]) -> None:
     result = one(package_check, context(environ, **{"mlx-lm.url": down(),
                                                     "mlx-lm.python": sys.executable}))
-    assert result.status == "ok" and result.found == f"mlx-lm imports in {sys.executable}"
+    assert result.status == "ok" and result.found == f"mlx-lm is installed in {sys.executable}"
+
+
+def test_the_package_is_looked_up_without_importing_it(environ: dict[str, str],
+                                                       tmp_path: Path) -> None:
+    """Importing these stand-ins would fail: the check finds them without importing them."""
+    site = tmp_path / "site"
+    for name in ("mlx_lm", "mlx", "mlx/core"):
+        (site / name).mkdir(parents=True, exist_ok=True)
+        (site / name / "__init__.py").write_text("raise SystemExit('imported')\n")
+    (site / "mlx" / "__init__.py").write_text("")
+    environ["PYTHONPATH"] = str(site)
+    python = python_without_mlx(tmp_path / "venv")
+    result = one(package_check, context(environ, **{"mlx-lm.url": down(),
+                                                    "mlx-lm.python": str(python)}))
+    assert result.status == "ok" and result.found == f"mlx-lm is installed in {python}"
 
 
 def test_a_python_without_mlx_lm_fails_with_the_pip_command(environ: dict[str, str],
@@ -126,10 +143,7 @@ def test_a_folder_without_weights_is_not_a_model_folder(environ: dict[str, str],
 
 def test_a_hub_id_in_the_hugging_face_cache_passes_and_one_not_cached_warns(
         environ: dict[str, str], tmp_path: Path, tiny_model: Path) -> None:
-    hub = tmp_path / "hub"
-    snapshot = hub / "models--mlx-community--Tiny-4bit" / "snapshots" / "0123abc"
-    shutil.copytree(tiny_model, snapshot)
-    environ["HF_HUB_CACHE"] = str(hub)
+    snapshot = cache_model(hub.cache_dir(), "mlx-community/Tiny-4bit", tiny_model)
     cached = one(model_check, context(environ, **{"mlx-lm.model": "mlx-community/Tiny-4bit"}))
     assert cached.status == "ok" and str(snapshot) in cached.found
     absent = one(model_check, context(environ, **{"mlx-lm.model": "mlx-community/Other-4bit"}))
@@ -137,11 +151,13 @@ def test_a_hub_id_in_the_hugging_face_cache_passes_and_one_not_cached_warns(
     assert "`hf download mlx-community/Other-4bit`" in absent.fix
 
 
-def test_hf_home_is_where_the_cache_is_looked_for(environ: dict[str, str], tmp_path: Path,
-                                                  tiny_model: Path) -> None:
-    shutil.copytree(tiny_model, tmp_path / "hf" / "hub" / "models--o--m" / "snapshots" / "r")
-    environ["HF_HOME"] = str(tmp_path / "hf")
-    assert one(model_check, context(environ, **{"mlx-lm.model": "o/m"})).status == "ok"
+def test_an_incomplete_snapshot_is_not_a_cached_model(environ: dict[str, str],
+                                                      tiny_model: Path) -> None:
+    snapshot = cache_model(hub.cache_dir(), "o/m", tiny_model)
+    for weights in snapshot.glob("*.safetensors"):
+        weights.unlink()
+    result = one(model_check, context(environ, **{"mlx-lm.model": "o/m"}))
+    assert result.status == "warn" and "is not in the Hugging Face cache" in result.found
 
 
 def test_no_model_fails_unless_a_server_already_runs(environ: dict[str, str]) -> None:

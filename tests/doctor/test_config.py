@@ -9,11 +9,11 @@ from pathlib import Path
 from anyclaude.doctor.config import (
     config_check,
     credentials_check,
-    lenient_load,
     settings_check,
     upstream_check,
 )
 from anyclaude.doctor.result import Context
+from anyclaude.settings import load_lenient
 from tests.doctor.helpers import closed_port, context, one, run
 
 
@@ -54,7 +54,7 @@ def test_an_unknown_key_without_a_close_match_is_to_be_removed(environ: dict[str
 def test_a_config_file_that_is_not_toml_fails(environ: dict[str, str], tmp_path: Path) -> None:
     broken = tmp_path / ".anyclaude.toml"
     broken.write_text("mode = \n")
-    ctx = Context(*lenient_load({}, environ, tmp_path)[:1], environ, tmp_path)
+    ctx = Context(*load_lenient({}, environ, tmp_path)[:1], environ, tmp_path)
     result = one(config_check, ctx)
     assert result.status == "fail"
     assert result.found.startswith(f"The config file {broken} is not valid TOML")
@@ -73,7 +73,7 @@ def test_invalid_settings_each_fail_while_the_valid_ones_still_apply(
         environ: dict[str, str], tmp_path: Path) -> None:
     (tmp_path / ".anyclaude.toml").write_text('mode = "lmstudio"\ncontext_window = "big"\n')
     environ.update(ANYCLAUDE_PORT="abc", LMSTUDIO_URL="http://127.0.0.1:1/v1")
-    settings, problems = lenient_load({"startup_timeout": "-1"}, environ, tmp_path)
+    settings, problems = load_lenient({"startup_timeout": "-1"}, environ, tmp_path)
     assert problems == [
         "ANYCLAUDE_PORT (port) from the environment is 'abc', but expected a number; fix or "
         "remove it.",
@@ -82,7 +82,7 @@ def test_invalid_settings_each_fail_while_the_valid_ones_still_apply(
         f"ANYCLAUDE_CONTEXT_WINDOW (context_window) from the config file {tmp_path}/"
         ".anyclaude.toml is 'big', but expected a number; fix or remove it.",
     ]
-    assert (settings.mode, settings["port"], settings.endpoint.url) == \
+    assert (settings.mode, settings.port, settings.endpoint.url) == \
         ("lmstudio", 0, "http://127.0.0.1:1/v1")
     results = run(settings_check, Context(settings, environ, tmp_path, problems))
     assert [r.status for r in results] == ["fail"] * 3
@@ -92,7 +92,7 @@ def test_invalid_settings_each_fail_while_the_valid_ones_still_apply(
 
 def test_a_backend_flag_the_mode_does_not_have_is_a_problem(environ: dict[str, str],
                                                             tmp_path: Path) -> None:
-    settings, problems = lenient_load({"mode": "claude", "backend_model": "m",
+    settings, problems = load_lenient({"mode": "claude", "backend_model": "m",
                                        "backend_url": "http://127.0.0.1:9"}, environ, tmp_path)
     assert problems == ["--backend-model does not apply to claude mode, which has no model "
                         "setting; remove it."]

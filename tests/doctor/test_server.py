@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from anyclaude.doctor.server import GENERATION_TIMEOUT_S, corrections, server_check
+from anyclaude.doctor.server import corrections, server_check
+from anyclaude.timeouts import ONE_TOKEN_S
 from tests.doctor.helpers import closed_port, context, one, run, silent_server
 from tests.support.mlx_server import running_mlx_server
 from tests.support.scripted_backend import Reply, ScriptedBackend, mlx_lm_error
@@ -58,7 +59,7 @@ def test_an_mlx_lm_model_still_loading_is_a_warning_within_seconds(
         be.reply(Reply(delay=30))  # /health answers, the 1-token request waits (loading)
         started = time.monotonic()
         result = one(server_check, context(environ, **{"mlx-lm.url": be.url}))
-    assert time.monotonic() - started < GENERATION_TIMEOUT_S + 2
+    assert time.monotonic() - started < ONE_TOKEN_S + 2
     assert result.status == "warn" and "(still loading?)" in result.found
 
 

@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 from transformers import AutoTokenizer
 
+from anyclaude.hub import find_tokenizer
 from anyclaude.proxy.server import ThreadedProxy
-from anyclaude.proxy.tokens import TokenCounter, find_tokenizer
+from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
 from tests.support.claude_code import claude_path, headless_env
 from tests.support.mlx_server import MlxServer, running_mlx_server

@@ -8,8 +8,9 @@ from typing import Any
 import httpx
 import pytest
 
+from anyclaude.hub import find_tokenizer
 from anyclaude.proxy.server import ThreadedProxy
-from anyclaude.proxy.tokens import TokenCounter, find_tokenizer
+from anyclaude.proxy.tokens import TokenCounter
 from tests.support.proxy import TOKEN, client, running_proxy
 from tests.support.scripted_backend import ScriptedBackend
 from tests.support.tiny_model import build_scripted_model, default_models_dir

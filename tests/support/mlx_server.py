@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,8 +23,7 @@ from typing import IO
 import httpx
 import psutil
 
-from anyclaude.processes import die_with_parent as die_with_parent_preexec
-from anyclaude.processes import terminate, tree
+from anyclaude import processes
 
 OPENBLAS = Path("/usr/lib/x86_64-linux-gnu/openblas-pthread/libopenblas.so.0")
 """mlx-cpu's bundled BLAS is ~50x slower for float32 matmul; preloaded when present."""
@@ -120,12 +119,8 @@ def _tail(path: Path, chars: int) -> str:
 
 def terminate_tree(pid: int, grace_s: float = 5.0) -> None:
     """TERM a process and all its descendants, KILL what is left after ``grace_s``
-    (anyclaude's own process-tree code); survivors are an error."""
-    try:
-        root = psutil.Process(pid)
-    except psutil.NoSuchProcess:
-        return
-    alive = terminate(tree(root), grace_s)
+    (anyclaude's own `processes.stop`); survivors are an error."""
+    alive = processes.stop(pid, grace_s)
     if alive:
         raise MlxServerError(f"processes survived SIGKILL: {[p.pid for p in alive]}")
 
@@ -166,20 +161,6 @@ def _wait_ready(server: MlxServer, deadline: float) -> None:
                     f"{response.text[:300]!r} to its first request; log:\n" + server.log_text()
                 )
         time.sleep(0.1)
-
-
-def _spawn(
-    command: list[str], log_file: IO[bytes], env: Mapping[str, str], die_with_parent: bool
-) -> psutil.Popen:
-    return psutil.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=log_file,
-        stderr=log_file,
-        env=dict(env),
-        start_new_session=True,  # terminal signals go to the test run only; we stop it
-        preexec_fn=die_with_parent_preexec() if die_with_parent else None,
-    )
 
 
 @contextlib.contextmanager
@@ -242,7 +223,9 @@ def running_mlx_server(
                 port=chosen_port,
                 model=model,
                 log_path=log,
-                process=_spawn(command, log_file, full_env, die_with_parent),
+                process=processes.spawn(
+                    command, stdout=log_file, stderr=log_file, env=full_env,
+                    parent_death=signal.SIGKILL if die_with_parent else None),
                 command=command,
             )
             try:
