@@ -63,7 +63,7 @@ async def start(state_dir: Path, spec: client.Spec, keep_alive: float) -> client
 def test_started_server_is_reused_then_stopped_after_keep_alive(state_dir: Path) -> None:
     spec = spec_for(free_port())
 
-    async def scenario() -> tuple[int, int, bool, bool]:
+    async def scenario() -> tuple[int, int, bool, bool, int]:
         first = await start(state_dir, spec, keep_alive=1.5)
         pid = first.record.server_pid
         first.release()
@@ -71,11 +71,11 @@ def test_started_server_is_reused_then_stopped_after_keep_alive(state_dir: Path)
         second = await start(state_dir, spec, keep_alive=1.5)
         reused = not second.started
         second.release()
-        return pid, second.record.server_pid, first.started, reused
+        return pid, second.record.server_pid, first.started, reused, first.record.keeper_pid
 
-    pid, again, started, reused = asyncio.run(scenario())
+    pid, again, started, reused, keeper = asyncio.run(scenario())
     assert started and reused and pid == again
-    assert gone(pid)
+    assert gone(pid) and gone(keeper)
     assert state.load_all(state_dir) == []
 
 
@@ -96,7 +96,7 @@ def test_record_and_socket_are_private(state_dir: Path) -> None:
     assert shown["pid"] == record.server_pid and shown["sessions"] == 0
     assert shown["memory_bytes"] > 0 and 0 < shown["left_s"] <= 60
     assert [r.server_pid for r in client.stop_all(state_dir)] == [record.server_pid]
-    assert gone(record.server_pid)
+    assert gone(record.server_pid) and gone(record.keeper_pid)
     assert state.load_all(state_dir) == []
 
 
