@@ -84,6 +84,11 @@ TimeoutOption = Annotated[str | None, typer.Option(
     "--startup-timeout", metavar="SECONDS", show_default=False,
     help="How long the backend may take to load its model (ANYCLAUDE_STARTUP_TIMEOUT; 300).")]
 
+KeepAliveOption = Annotated[str | None, typer.Option(
+    "--keep-alive", metavar="DURATION", show_default=False,
+    help="How long a server anyclaude started stays up after the last session, e.g. 10m; "
+    "0 stops it on exit (ANYCLAUDE_KEEP_ALIVE; 5m).")]
+
 PASSTHROUGH = {"allow_extra_args": True, "ignore_unknown_options": True,
                "allow_interspersed_args": True, "help_option_names": ["--help"]}
 
@@ -166,13 +171,15 @@ def launch(
     backend_model: ModelOption = None,
     context_window: WindowOption = None,
     startup_timeout: TimeoutOption = None,
+    keep_alive: KeepAliveOption = None,
     version: Annotated[bool, typer.Option(
         "--version", is_eager=True, callback=_version,
         help="Show anyclaude's version (Claude Code's: anyclaude -- --version).")] = False,
 ) -> None:
     options = dict(mode=mode, proxy_only=proxy_only or None, port=port,
                    backend_url=backend_url, backend_model=backend_model,
-                   context_window=context_window, startup_timeout=startup_timeout)
+                   context_window=context_window, startup_timeout=startup_timeout,
+                   keep_alive=keep_alive)
     claude_args = list(ctx.args)
 
     def action() -> int:
@@ -222,7 +229,55 @@ def doctor(
     raise typer.Exit(guarded(action))
 
 
-COMMANDS: dict[str, typer.Typer] = {"": launch_app, "doctor": doctor_app}
+status_app = typer.Typer(add_completion=False, rich_markup_mode="rich",
+                         pretty_exceptions_show_locals=False)
+
+
+@status_app.command(help="List the servers anyclaude keeps running after its sessions "
+                    "(mode, model, URL, pid, memory, idle time, time left).",
+                    context_settings={"help_option_names": ["--help"]})
+def status() -> None:
+    def action() -> int:
+        from anyclaude import settings
+        from anyclaude.keep import client, state
+
+        for record in state.load_all(settings.load().state_dir):
+            shown = client.describe(record)
+            if shown["sessions"]:
+                use = f"in use by {shown['sessions']} session(s)"
+            elif shown["idle_s"] is not None:
+                use = (f"idle {state.format_duration(shown['idle_s'])}, stops in "
+                       f"{state.format_duration(shown['left_s'] or 0)}")
+            else:
+                use = "state unknown"
+            print(f"{record.mode}  {record.model or '-'}  {record.url}  pid {record.server_pid}  "
+                  f"{shown['memory_bytes'] / 2**20:,.0f} MB  {use}", flush=True)
+        return 0
+
+    raise typer.Exit(guarded(action))
+
+
+stop_app = typer.Typer(add_completion=False, rich_markup_mode="rich",
+                       pretty_exceptions_show_locals=False)
+
+
+@stop_app.command(help="Stop every server anyclaude keeps running, now.",
+                  context_settings={"help_option_names": ["--help"]})
+def stop() -> None:
+    def action() -> int:
+        from anyclaude import settings
+        from anyclaude.keep import client
+
+        for record in client.stop_all(settings.load().state_dir):
+            stderr.print(f"[anyclaude] Stopped the {record.mode} server at {record.url} "
+                         f"(pid {record.server_pid}).", markup=False)
+        return 0
+
+    raise typer.Exit(guarded(action))
+
+
+COMMANDS: dict[str, typer.Typer] = {"": launch_app, "doctor": doctor_app,
+                                    "status": status_app, "stop": stop_app}
 """The command line: `anyclaude [OPTIONS] [CLAUDE CODE ARGS]` and its subcommands."""
 
 

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-from anyclaude import discovery, processes, summary, timeouts
+from anyclaude import discovery, processes, summary, timeouts, warmup
 from anyclaude.errors import UserError
 from anyclaude.hub import find_tokenizer
 from anyclaude.proxy.app import TOKEN_HEADER
@@ -127,6 +127,23 @@ def connection_lines(settings: Settings, url: str) -> list[str]:
         credentials = f"{TOKEN_VAR}=" + shlex.quote(token)
     return [f"[anyclaude] Proxy URL: {url}", f"[anyclaude] Token: {token}",
             f"export ANTHROPIC_BASE_URL={url} {credentials}"]
+
+
+def start_warmup(settings: Settings, config: ProxyConfig, console: Console) -> warmup.WarmUp | None:
+    """Replay this folder's recorded first-request prefix into the backend, when there is one
+    and the backend caches prefixes (see `anyclaude.warmup`)."""
+    if not settings.warm_up or not settings.backend.prefix_cache or settings.backend.passthrough:
+        return None
+    path = warmup.store_path(settings.state_dir, settings.backend.name, settings.endpoint.model,
+                             os.getcwd())
+    warm = warmup.WarmUp(path, config.upstream, settings.backend.dialect.max_tokens_param,
+                         config.gate, config.tokens.estimate)
+    config.warmup = warm
+    tokens = warm.start()
+    if tokens:
+        note(console, f"Warming the prompt cache: ~{tokens:,} tokens of this folder's last "
+                      "first request.")
+    return warm
 
 
 class _Signals:
@@ -246,11 +263,13 @@ async def run(settings: Settings, claude_args: Sequence[str],
     claude = None if proxy_only else find_claude(settings.claude_path, env)
     supervisor = Supervisor(settings.backend, settings.endpoint, settings.backend_options(),
                             log_dir=settings.state_dir / "logs",
-                            startup_timeout=settings.startup_timeout, console=console)
+                            startup_timeout=settings.startup_timeout, console=console,
+                            keep_alive=settings.keep_alive, state_dir=settings.state_dir)
     task = asyncio.current_task()
     assert task is not None
     proxy: ProxyServer | None = None
     watcher: asyncio.Task[None] | None = None
+    warm: warmup.WarmUp | None = None
     with debug_output(settings, console) as tracer, _Signals(task) as signals:
         try:
             await supervisor.ensure()
@@ -258,6 +277,7 @@ async def run(settings: Settings, claude_args: Sequence[str],
                                                     settings.context_window)
             proxy = ProxyServer(proxy_config(settings, window, tracer), settings.port)
             url = await _start_proxy(proxy)
+            warm = start_warmup(settings, proxy.config, console)
             watcher = asyncio.create_task(supervisor.watch(
                 lambda message: note(console, message)))
             if claude is None:
@@ -277,6 +297,8 @@ async def run(settings: Settings, claude_args: Sequence[str],
         finally:
             signals.leaving = True
             try:
+                if warm is not None:
+                    await warm.close()
                 if watcher is not None:
                     watcher.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
@@ -287,3 +309,7 @@ async def run(settings: Settings, claude_args: Sequence[str],
                 await supervisor.stop()
             if proxy is not None:
                 summary.render(proxy.config.stats, console)
+            if warm is not None and warm.outcome is not None:
+                note(console, f"Cache warm-up: {warm.outcome.describe()}.")
+            if (kept := supervisor.kept_note()) is not None:
+                note(console, kept)

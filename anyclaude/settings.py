@@ -24,6 +24,7 @@ import platformdirs
 from anyclaude import backends, timeouts
 from anyclaude.backends.base import Backend, Endpoint, ToolCalls
 from anyclaude.errors import UserError
+from anyclaude.keep.state import parse_duration
 
 
 class SettingsError(UserError, ValueError):
@@ -141,6 +142,12 @@ def _global_settings() -> list[Setting]:
         Setting("small_model", "ANYCLAUDE_SMALL_MODEL", str, None,
                 "Model for background requests (titles, probes) so they keep the main "
                 "model's prompt cache; default: answered by the main model, queued."),
+        Setting("keep_alive", "ANYCLAUDE_KEEP_ALIVE", parse_duration, 300.0,
+                "How long a server anyclaude started stays up after the last session using "
+                "it ends (30s, 10m, 1h; 0: stop it on exit)."),
+        Setting("warm_up", "ANYCLAUDE_WARM_UP", _bool, True,
+                "Replay the start of this folder's last first request into a server that does "
+                "not have it cached, while Claude Code starts."),
         Setting("state_dir", "ANYCLAUDE_STATE_DIR", Path, None,
                 "Folder for logs and traces (default: the user state folder).", _user_state_dir),
     ]
@@ -233,6 +240,8 @@ class Settings:
     max_output_tokens: int | None
     tool_calls: ToolCalls | None
     small_model: str | None
+    keep_alive: float
+    warm_up: bool
     state_dir: Path
     backend_values: Mapping[str, str | None]
     """`<mode>.<name>` settings of every backend (`lmstudio.url`)."""

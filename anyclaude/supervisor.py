@@ -2,8 +2,10 @@
 wait until the model really answers, notice a crash, and stop everything anyclaude started.
 
 A server anyclaude starts runs in its own session (the terminal's Ctrl-C belongs to Claude
-Code, not to it) and, on Linux, with PR_SET_PDEATHSIG, so it dies with anyclaude even when
-anyclaude is SIGKILLed. A server that was already running is never stopped.
+Code, not to it) and, on Linux, with PR_SET_PDEATHSIG, so it dies with its owner even when
+that is SIGKILLed. With `keep_alive` the owner is a keeper process (`anyclaude.keep`) that
+outlives the run, so the next run finds the model loaded and its prompt cache warm; without
+it, the owner is anyclaude itself. A server that was already running is never stopped.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ from anyclaude import probes, processes, timeouts
 from anyclaude.backends.base import Backend, Endpoint, LaunchPlan
 from anyclaude.backends.net import LOOPBACK, host_port, port_in_use
 from anyclaude.errors import UserError
+from anyclaude.keep import client as keep
+from anyclaude.keep.state import format_duration
 from anyclaude.processes import describe_exit, tree
 
 POLL_S = 0.2
 TAIL_LINES = 15
+KEEPER_GONE = -(10**6)
+"""Exit code stand-in for a kept server whose keeper vanished (its code is unknown)."""
 
 
 class BackendError(UserError):
@@ -74,7 +80,8 @@ class Supervisor:
 
     def __init__(self, backend: Backend, endpoint: Endpoint, options: Mapping[str, str | None],
                  *, log_dir: Path, startup_timeout: float, console: Console,
-                 grace: float = timeouts.STOP_GRACE_S) -> None:
+                 grace: float = timeouts.STOP_GRACE_S, keep_alive: float = 0.0,
+                 state_dir: Path | None = None) -> None:
         self.backend = backend
         self.endpoint = endpoint
         self.options = options
@@ -85,6 +92,11 @@ class Supervisor:
         self.process: psutil.Popen | None = None
         self.log_path: Path | None = None
         self.reused = False
+        self.keep_alive = keep_alive
+        self.state_dir = state_dir
+        self.lease: keep.Lease | None = None
+        """Set when the server is a kept one (started by this run or an earlier one)."""
+        self.ready = False
         self._stop_commands: list[list[str]] = []
         self._known: dict[int, psutil.Process] = {}
         self._stopping = False
@@ -108,16 +120,73 @@ class Supervisor:
         if not self.backend.local:
             return
         async with probes.session(self.endpoint) as session:
-            _, problem = await self._probe(session)
-            if problem is None:
-                self.reused = True
-                self.say(f"Using {self.name} already running at {self.endpoint.url}.")
-                await self._wait_ready(session, time.monotonic() + self.startup_timeout)
-                return
-            plan = self._plan(problem)
-            deadline = time.monotonic() + self.startup_timeout
-            await self._launch(plan, deadline)
-            await self._wait_ready(session, deadline)
+            spec = self._keep_spec()
+            if spec is not None:
+                assert self.state_dir is not None
+                try:
+                    async with keep.slot(self.state_dir, self.endpoint.url,
+                                         self.keep_alive) as slot:
+                        await self._ensure_kept(session, slot, spec)
+                except keep.KeepError as exc:
+                    raise BackendError(str(exc)) from exc
+            else:
+                await self._ensure(session)
+        self.ready = True
+
+    async def _ensure(self, session: aiohttp.ClientSession) -> None:
+        _, problem = await self._probe(session)
+        if problem is None:
+            self._reuse()
+            await self._wait_ready(session, time.monotonic() + self.startup_timeout)
+            return
+        plan = self._plan(problem)
+        deadline = time.monotonic() + self.startup_timeout
+        await self._launch(plan, deadline)
+        await self._wait_ready(session, deadline)
+
+    def _reuse(self) -> None:
+        self.reused = True
+        self.say(f"Using {self.name} already running at {self.endpoint.url}.")
+
+    def _keep_spec(self) -> keep.Spec | None:
+        """What to keep running, when this run keeps the server it starts: a keep-alive is
+        set and the plan is one process anyclaude owns (not a daemon's own commands)."""
+        if not self.keep_alive or self.state_dir is None or not self.backend.start:
+            return None
+        if host_port(self.endpoint.url)[0] not in LOOPBACK:
+            return None
+        plan = self.backend.start(self.endpoint, self.options)
+        if plan is None or not plan.argv or plan.setup_commands or plan.stop_commands:
+            return None
+        return keep.Spec(mode=self.backend.name, model=self.endpoint.model,
+                         url=self.endpoint.url, argv=tuple(plan.argv), env=dict(plan.env))
+
+    async def _ensure_kept(self, session: aiohttp.ClientSession, slot: keep.Slot,
+                           spec: keep.Spec) -> None:
+        """Lease the kept server at this address, or start one under a keeper (both while
+        holding the address's lock, so two runs starting at once share one server)."""
+        lease = await slot.reuse(spec)
+        if lease is not None:
+            self.lease, self.log_path = lease, Path(lease.record.log)
+            idle = f"up {format_duration(time.time() - lease.record.started)}"
+            self.say(f"Using {self.name} anyclaude kept running at {self.endpoint.url} "
+                     f"({idle}).")
+            await self._wait_ready(session, time.monotonic() + self.startup_timeout)
+            return
+        _, problem = await self._probe(session)
+        if problem is None:
+            self._reuse()
+            await self._wait_ready(session, time.monotonic() + self.startup_timeout)
+            return
+        self._plan(problem)  # the same checks as an unkept start (port, model folder)
+        deadline = time.monotonic() + self.startup_timeout
+        _, port = host_port(self.endpoint.url)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.log_dir / f"{self.backend.name}-{port}.log"
+        self.log_path.write_bytes(b"")
+        self.say(f"Starting {self.name} (log: {self.log_path}).")
+        self.lease = await slot.start(spec, self.log_path)
+        await self._wait_ready(session, deadline)
 
     async def _probe(self, session: aiohttp.ClientSession) -> tuple[int, str | None]:
         """The health URL's HTTP status (0: no answer) and None when it is 200, else what
@@ -186,9 +255,25 @@ class Supervisor:
     def _tail(self) -> str:
         return log_tail(self.log_path, noise="GET " + urlsplit(self.health_url).path)
 
+    def _exit_code(self) -> int | None:
+        """The started server's exit code once it has exited (KEEPER_GONE: a kept server
+        whose keeper went away), else None."""
+        if self.process is not None:
+            polled: int | None = self.process.poll()
+            return polled
+        if self.lease is not None and self.lease.exited.done() \
+                and not self.lease.exited.cancelled():
+            code = self.lease.exited.result()
+            return KEEPER_GONE if code is None else code
+        return None
+
+    @staticmethod
+    def _describe(code: int) -> str:
+        return "its keeper went away" if code == KEEPER_GONE else describe_exit(code)
+
     def _check_alive(self) -> None:
-        if self.process is not None and (code := self.process.poll()) is not None:
-            raise BackendError(f"{self.name.capitalize()} exited with {describe_exit(code)} "
+        if (code := self._exit_code()) is not None:
+            raise BackendError(f"{self.name.capitalize()} exited with {self._describe(code)} "
                                f"while starting; its last log lines are below (full log: "
                                f"{self.log_path}).", self._tail())
 
@@ -266,26 +351,43 @@ class Supervisor:
             request.cancel()
         return answer.status, answer.text if answer.status else answer.problem
 
+    def kept_note(self) -> str | None:
+        """The exit line about a server kept running, if any."""
+        if self.lease is None or not self.ready or self._exit_code() is not None:
+            return None
+        return (f"Keeping {self.name} running for {format_duration(self.keep_alive)} after "
+                "the last session ends (`anyclaude stop` stops it now).")
+
     # -- running and stopping ---------------------------------------------------------------
 
     async def watch(self, notify: Callable[[str], None]) -> None:
         """Until the started server exits: remember its descendants (so `stop` finds them even
         after re-parenting); when it exits on its own, tell the user once."""
-        if self.process is None:
+        if self.lease is not None:
+            exited = await asyncio.shield(self.lease.exited)
+            code = KEEPER_GONE if exited is None else exited
+        elif self.process is None:
             return
-        while (code := self.process.poll()) is None:
-            for proc in tree(self.process)[1:]:
-                self._known.setdefault(proc.pid, proc)
-            await asyncio.sleep(0.5)
+        else:
+            while (code := self.process.poll()) is None:
+                for proc in tree(self.process)[1:]:
+                    self._known.setdefault(proc.pid, proc)
+                await asyncio.sleep(0.5)
         if not self._stopping:
-            notify(f"{self.name.capitalize()} exited unexpectedly ({describe_exit(code)}); "
+            notify(f"{self.name.capitalize()} exited unexpectedly ({self._describe(code)}); "
                    f"requests fail until anyclaude is restarted; log: {self.log_path}")
 
     async def stop(self) -> None:
         """Stop what this run started: the server's whole family (TERM, then KILL after the
         grace period, off the event loop), then the plan's stop commands. A reused server is
-        left alone."""
+        left alone; a kept one is released to its keeper (or stopped, when it never became
+        ready)."""
         self._stopping = True
+        if self.lease is not None:
+            if self.ready:
+                self.lease.release()
+            else:
+                self.lease.stop_server()
         if self.process is not None:
             await processes.stop_soon(self.process.pid, self.grace, self._known.values())
         for command in self._stop_commands:

@@ -14,15 +14,17 @@ _anyclaude() {
     case $prev in
         --mode) COMPREPLY=($(compgen -W "mlx-lm mlx-textgen lmstudio openai claude" -- "$cur")); return ;;
         --backend-model) compopt -o dirnames 2>/dev/null; COMPREPLY=(); return ;;
-        --port|--backend-url|--context-window|--startup-timeout) compopt +o default 2>/dev/null; COMPREPLY=(); return ;;
+        --port|--backend-url|--context-window|--startup-timeout|--keep-alive) compopt +o default 2>/dev/null; COMPREPLY=(); return ;;
     esac
     case "${COMP_WORDS[1]}" in
         doctor) if ((COMP_CWORD > 1)); then COMPREPLY=($(compgen -W "--json --mode --port --backend-url --backend-model --context-window --startup-timeout --help" -- "$cur")); return; fi ;;
+        status) if ((COMP_CWORD > 1)); then COMPREPLY=($(compgen -W "--help" -- "$cur")); return; fi ;;
+        stop) if ((COMP_CWORD > 1)); then COMPREPLY=($(compgen -W "--help" -- "$cur")); return; fi ;;
     esac
     if [[ $cur == -* ]]; then
-        COMPREPLY=($(compgen -W "--mode --proxy-only --port --backend-url --backend-model --context-window --startup-timeout --version --help" -- "$cur"))
+        COMPREPLY=($(compgen -W "--mode --proxy-only --port --backend-url --backend-model --context-window --startup-timeout --keep-alive --version --help" -- "$cur"))
     elif ((COMP_CWORD == 1)); then
-        COMPREPLY=($(compgen -W "doctor" -- "$cur"))
+        COMPREPLY=($(compgen -W "doctor status stop" -- "$cur"))
     fi
 }
 complete -o default -F _anyclaude anyclaude

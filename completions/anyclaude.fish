@@ -4,13 +4,13 @@
 function __anyclaude_using --description 'Is this `anyclaude [SUBCOMMAND] ...`?'
     set -l tokens (commandline -opc)
     set -l sub
-    if test (count $tokens) -gt 1; and contains -- $tokens[2] doctor
+    if test (count $tokens) -gt 1; and contains -- $tokens[2] doctor status stop
         set sub $tokens[2]
     end
     test "$sub" = "$argv[1]"
 end
 
-complete -c anyclaude -n 'test (count (commandline -opc)) -eq 1' -a 'doctor' -d 'Check the set-up and say what to fix'
+complete -c anyclaude -n 'test (count (commandline -opc)) -eq 1' -a 'doctor status stop' -d 'subcommand'
 complete -c anyclaude -n '__anyclaude_using' -l mode -x -a 'mlx-lm mlx-textgen lmstudio openai claude' -d 'Backend'
 complete -c anyclaude -n '__anyclaude_using' -l proxy-only -d 'Serve the proxy only'
 complete -c anyclaude -n '__anyclaude_using' -l port -x -d 'Proxy port on 127.0.0.1'
@@ -18,6 +18,7 @@ complete -c anyclaude -n '__anyclaude_using' -l backend-url -x -d 'The backend\'
 complete -c anyclaude -n '__anyclaude_using' -l backend-model -x -a '(__fish_complete_directories)' -d 'The backend\'s model'
 complete -c anyclaude -n '__anyclaude_using' -l context-window -x -d 'The model\'s context window'
 complete -c anyclaude -n '__anyclaude_using' -l startup-timeout -x -d 'How long the backend may take to load its model'
+complete -c anyclaude -n '__anyclaude_using' -l keep-alive -x -d 'How long a server anyclaude started stays up after the last session'
 complete -c anyclaude -n '__anyclaude_using' -l version -d 'Show anyclaude\'s version'
 complete -c anyclaude -n '__anyclaude_using' -l help -d 'Show this message and exit'
 complete -c anyclaude -n '__anyclaude_using doctor' -l json -d 'Print the checks as JSON'
@@ -28,3 +29,5 @@ complete -c anyclaude -n '__anyclaude_using doctor' -l backend-model -x -a '(__f
 complete -c anyclaude -n '__anyclaude_using doctor' -l context-window -x -d 'The model\'s context window'
 complete -c anyclaude -n '__anyclaude_using doctor' -l startup-timeout -x -d 'How long the backend may take to load its model'
 complete -c anyclaude -n '__anyclaude_using doctor' -l help -d 'Show this message and exit'
+complete -c anyclaude -n '__anyclaude_using status' -l help -d 'Show this message and exit'
+complete -c anyclaude -n '__anyclaude_using stop' -l help -d 'Show this message and exit'

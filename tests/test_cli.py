@@ -36,7 +36,8 @@ def env(tmp_path: Path) -> dict[str, str]:
     fake = write_fake_claude(tmp_path / "claude")
     return {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
             "XDG_CONFIG_HOME": str(tmp_path / "config"),
-            "ANYCLAUDE_STATE_DIR": str(tmp_path / "state"), "ANYCLAUDE_MODE": "claude",
+            "ANYCLAUDE_STATE_DIR": str(tmp_path / "state"),
+            "ANYCLAUDE_KEEP_ALIVE": "0", "ANYCLAUDE_MODE": "claude",
             "ANTHROPIC_UPSTREAM_URL": "http://127.0.0.1:9", "ANYCLAUDE_CLAUDE_PATH": str(fake),
             "FAKE_CLAUDE_RECORD": str(tmp_path / "record.json")}
 

@@ -101,7 +101,7 @@ def test_bash_loads_the_completion_and_completes_options_and_modes() -> None:
         "mlx-lm mlx-textgen",
         " ".join(MODES),  # --mode=<TAB>
         "--mode",
-        "doctor",
+        "doctor status stop",
         "--json",
         "--proxy-only",
         "",  # after --, Claude Code's arguments: file names

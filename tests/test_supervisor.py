@@ -372,7 +372,8 @@ def test_missing_claude_is_one_sentence_with_the_install_command(tmp_path: Path,
                                                                  script: Path) -> None:
     port = free_port()
     env = {"PATH": f"{tmp_path}:/usr/bin:/bin", "HOME": str(tmp_path),
-           "ANYCLAUDE_STATE_DIR": str(tmp_path / "state"), "ANYCLAUDE_MODE": "mlx-lm",
+           "ANYCLAUDE_STATE_DIR": str(tmp_path / "state"),
+           "ANYCLAUDE_KEEP_ALIVE": "0", "ANYCLAUDE_MODE": "mlx-lm",
            "MLX_LM_URL": f"http://127.0.0.1:{port}/v1", "MLX_LM_MODEL": str(tmp_path)}
     result = run_cli(["-p", "hi"], env, tmp_path)
     assert result.returncode == 1
@@ -390,7 +391,8 @@ def test_startup_failures_reach_the_user_as_one_sentence_and_exit_1(tmp_path: Pa
     fake_claude.write_text("#!/bin/sh\nexit 0\n")
     fake_claude.chmod(0o755)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path),
-           "ANYCLAUDE_STATE_DIR": str(tmp_path / "state"), "ANYCLAUDE_MODE": "openai",
+           "ANYCLAUDE_STATE_DIR": str(tmp_path / "state"),
+           "ANYCLAUDE_KEEP_ALIVE": "0", "ANYCLAUDE_MODE": "openai",
            "ANYCLAUDE_OPENAI_URL": f"http://127.0.0.1:{free_port()}/v1",
            "ANYCLAUDE_CLAUDE_PATH": str(fake_claude)}
     result = run_cli([], env, tmp_path)
@@ -412,7 +414,8 @@ def test_ctrl_c_while_the_backend_starts_stops_what_was_started(tmp_path: Path) 
     lms.write_text(HANGING_LMS)
     lms.chmod(0o755)
     env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "FAKE_LMS_STATE": str(tmp_path),
-           "ANYCLAUDE_STATE_DIR": str(tmp_path / "state"), "ANYCLAUDE_MODE": "lmstudio",
+           "ANYCLAUDE_STATE_DIR": str(tmp_path / "state"),
+           "ANYCLAUDE_KEEP_ALIVE": "0", "ANYCLAUDE_MODE": "lmstudio",
            "LMSTUDIO_URL": f"http://127.0.0.1:{free_port()}/v1", "LMSTUDIO_LMS": str(lms)}
     proc = psutil.Popen([sys.executable, "-m", "anyclaude", "--proxy-only"], env=env,
                         cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

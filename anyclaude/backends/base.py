@@ -145,6 +145,8 @@ class Backend:
     reload_hint: str = ""
     """How to give the model a larger context in this server; `{model}` and `{size}` are
     filled in (`lms load {model} --context-length {size}`)."""
+    prefix_cache: bool = True
+    """The server reuses the longest cached prefix of a prompt, so a cache warm-up pays off."""
     model_files: bool = True
     """The model setting names the model's files (a local folder, or a Hub id in the Hugging
     Face cache) rather than a name the server knows: anyclaude then reads its tokenizer (exact

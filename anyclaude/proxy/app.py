@@ -126,6 +126,9 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     plan = await messages.plan_request(config, body, background=reason is not None)
     if reason == "probe":
         return await messages.probe(config, request, plan)
+    if config.warmup is not None and not plan.background:
+        await config.warmup.before(plan.body)
+        config.warmup.record(plan.body)
     async with config.gate.hold(background=plan.background):
         if plan.client_stream:
             return await messages.stream(config, request, plan)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from anyclaude.backends.base import Backend, Endpoint, ToolCalls
 from anyclaude.proxy.background import Gate
@@ -10,6 +11,9 @@ from anyclaude.proxy.stats import Stats
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
 from anyclaude.proxy.upstream import Upstream
+
+if TYPE_CHECKING:
+    from anyclaude.warmup import WarmUp
 
 MAX_BODY = 32 * 1024 * 1024
 """Anthropic's own request limit; long Claude Code sessions with images come close."""
@@ -38,6 +42,8 @@ class ProxyConfig:
     gate: Gate = field(default_factory=Gate)
     tracer: Tracer | None = None
     """ANYCLAUDE_DEBUG output; None when debugging is off (nothing is recorded then)."""
+    warmup: WarmUp | None = None
+    """The run's cache warm-up (`anyclaude.warmup`), when it has one."""
     upstream: Upstream = field(init=False)
 
     def __post_init__(self) -> None:

@@ -83,6 +83,7 @@ def headless_env(home: Path, cwd: Path, *, api_key: str | None = None,
         "HF_HUB_OFFLINE": "1",
         "TRANSFORMERS_OFFLINE": "1",
         "TOKENIZERS_PARALLELISM": "false",
+        "ANYCLAUDE_KEEP_ALIVE": "0",  # tests of keep-alive ask for it
     }
     if "HF_HOME" in os.environ:
         env["HF_HOME"] = os.environ["HF_HOME"]
