@@ -74,6 +74,7 @@ def events(answer: Answer, model: str) -> list[dict[str, Any]]:
              "usage": {"input_tokens": 10, "output_tokens": 1}}
     out: list[dict[str, Any]] = [{"type": "message_start", "message": start}]
     for index, block in enumerate(whole["content"]):
+        opening: dict[str, Any]
         if block["type"] == "text":
             opening = {"type": "text", "text": ""}
             delta = {"type": "text_delta", "text": block["text"]}
