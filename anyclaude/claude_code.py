@@ -3,8 +3,8 @@ install the newest, and every kind of thing the tested versions send (roles, blo
 fields, beta flags, tool kinds...), so `anyclaude doctor` can name what a newer version
 sends that nobody has looked at yet.
 
-`KNOWN` is data: what the captures in `tests/fixtures/claude-code-*` contain (a test keeps
-it complete) and what the translator handles by design (its roles and block types).
+`KNOWN` is data: what the translator handles (its tables in `translate/tolerate.py`) and
+what the captures in `tests/fixtures/claude-code-*` contain (a test keeps it complete).
 """
 
 from __future__ import annotations
@@ -12,7 +12,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from anyclaude.translate.validate import CONTENT_TYPES, RESULT_PART_TYPES, ROLES
+from anyclaude.translate.tolerate import (
+    CONTENT_TYPES,
+    EFFORT,
+    IGNORED_FIELDS,
+    MESSAGE_FIELDS,
+    READ_FIELDS,
+    RESULT_PART_TYPES,
+    ROLES,
+    THINKING,
+)
 
 OLDEST_TESTED = (2, 1, 197)
 """The oldest Claude Code the suite runs (the newest whose npm package accepts Node 20);
@@ -30,11 +39,8 @@ CATEGORIES = ("role", "block", "field", "message field", "beta", "tool kind", "t
 KNOWN: Mapping[str, frozenset[str]] = {
     "role": frozenset(ROLES),
     "block": CONTENT_TYPES | RESULT_PART_TYPES | {"web_search_tool_result"},
-    "field": frozenset({
-        "model", "messages", "system", "max_tokens", "stream", "tools", "tool_choice",
-        "temperature", "top_p", "top_k", "stop_sequences", "metadata", "thinking",
-        "output_config", "context_management", "safeguards"}),
-    "message field": frozenset({"output_config"}),
+    "field": READ_FIELDS | set(IGNORED_FIELDS),
+    "message field": MESSAGE_FIELDS - {"role", "content"},
     "beta": frozenset({
         "claude-code-20250219", "interleaved-thinking-2025-05-14",
         "context-management-2025-06-27", "context-1m-2025-08-07", "effort-2025-11-24",
@@ -47,9 +53,8 @@ KNOWN: Mapping[str, frozenset[str]] = {
     "tool kind": frozenset({"custom", "web_search_20250305"}),
     "tool field": frozenset({"name", "description", "input_schema", "cache_control", "type",
                              "defer_loading"}),
-    "thinking": frozenset({"adaptive", "enabled", "disabled", "display: omitted",
-                           "display: updates"}),
-    "effort": frozenset({"low", "medium", "high", "xhigh", "max"}),
+    "thinking": frozenset(THINKING) | {"display: omitted", "display: updates"},
+    "effort": frozenset(EFFORT),
 }
 
 
