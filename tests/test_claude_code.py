@@ -3,31 +3,21 @@ and what is not in it is named."""
 
 from __future__ import annotations
 
-import json
 import re
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from anyclaude.claude_code import KNOWN, describe, features, unseen
+from tests.support.capture import recorded
 from tests.support.claude_code import CLAUDE_VERSIONS, REPO_ROOT
-
-FIXTURES = REPO_ROOT / "tests" / "fixtures"
-
-
-def captures(version: str) -> list[Path]:
-    found = sorted((FIXTURES / f"claude-code-{version}").glob("*.json"))
-    assert found, f"no captures of Claude Code {version}: run python -m tests.support.capture"
-    return found
 
 
 @pytest.mark.parametrize("version", CLAUDE_VERSIONS)
 def test_everything_the_tested_versions_send_is_known(version: str) -> None:
-    for path in captures(version):
-        seen = json.loads(path.read_text())
+    for seen in recorded(version):
         news = unseen(features(seen["body"], seen["headers"]))
-        assert not news, f"{path.name}: add to anyclaude.claude_code.KNOWN: {news}"
+        assert not news, f"{seen['name']}: add to anyclaude.claude_code.KNOWN: {news}"
 
 
 def test_what_is_new_is_named_by_category() -> None:

@@ -34,6 +34,7 @@ from anyclaude.doctor.recorder import Answer, Recorded, Recorder
 from anyclaude.proxy.background import BACKGROUND_MODEL
 from tests.support.claude_code import CLAUDE_VERSIONS, REPO_ROOT, claude_path, headless_env
 
+FIXTURES = REPO_ROOT / "tests" / "fixtures"
 KEY = "sk-capture-0123456789abcdefghij"
 MODEL = "local-model"
 HOME, PROJECT = "/home/dev", "/home/dev/project"
@@ -199,11 +200,27 @@ async def capture(version: str, scenario: Scenario, out: Path) -> list[Path]:
     return written
 
 
+def recorded(version: str) -> list[dict[str, Any]]:
+    """The captures of `version`, each with its file `name`, in scenario and request order;
+    fails when there are none."""
+    folder = FIXTURES / f"claude-code-{version}"
+
+    def order(path: Path) -> tuple[str, int]:
+        scenario, _, number = path.stem.rpartition("-")
+        return scenario, int(number)
+
+    paths = sorted(folder.glob("*.json"), key=order)
+    if not paths:
+        raise AssertionError(f"no captures of Claude Code {version} in {folder}: record them "
+                             "with .venv/bin/python -m tests.support.capture")
+    return [{"name": p.stem, **json.loads(p.read_text(encoding="utf-8"))} for p in paths]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--version", action="append", dest="versions",
                         help=f"Claude Code version(s) to record (default: {CLAUDE_VERSIONS})")
-    parser.add_argument("--out", type=Path, default=REPO_ROOT / "tests" / "fixtures")
+    parser.add_argument("--out", type=Path, default=FIXTURES)
     parser.add_argument("--scenario", action="append", dest="scenarios",
                         help="only these scenarios (default: all)")
     options = parser.parse_args(argv)
