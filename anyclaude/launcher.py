@@ -26,6 +26,7 @@ import psutil
 from rich.console import Console
 
 from anyclaude import discovery, summary
+from anyclaude.claude_code import INSTALL_COMMAND
 from anyclaude.processes import GRACE_S, die_with_parent, terminate, tree
 from anyclaude.proxy.app import TOKEN_HEADER
 from anyclaude.proxy.background import BACKGROUND_MODEL as BACKGROUND_MODEL
@@ -36,7 +37,7 @@ from anyclaude.proxy.trace import Tracer
 from anyclaude.settings import Settings
 from anyclaude.supervisor import Supervisor, note
 
-INSTALL_HINT = "install it with `npm install -g @anthropic-ai/claude-code`"
+INSTALL_HINT = f"install it with `{INSTALL_COMMAND}`"
 API_TIMEOUT_MS = "3600000"
 """An hour: a cold 30k-token prefill on a laptop can take minutes."""
 MAX_OUTPUT_CAP = 32000
