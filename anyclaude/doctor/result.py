@@ -107,14 +107,15 @@ class Output:
 
 
 async def run_command(argv: Sequence[str], timeout: float,
-                      environ: Mapping[str, str] | None = None) -> Output:
+                      environ: Mapping[str, str] | None = None,
+                      cwd: Path | None = None) -> Output:
     """Run a short command in its own process group; on timeout (or when the check is
     cancelled) the whole group is killed, so a hanging `claude --version` cannot hold
     doctor up or outlive it."""
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            env=None if environ is None else dict(environ), start_new_session=True)
+            env=None if environ is None else dict(environ), cwd=cwd, start_new_session=True)
     except OSError as exc:
         return Output(None, exc.strerror or type(exc).__name__)
     try:
