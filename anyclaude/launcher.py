@@ -25,7 +25,7 @@ from typing import Any, TextIO
 import psutil
 from rich.console import Console
 
-from anyclaude import discovery, summary
+from anyclaude import discovery, resume, summary
 from anyclaude.claude_code import INSTALL_COMMAND
 from anyclaude.processes import GRACE_S, die_with_parent, terminate, tree
 from anyclaude.proxy.app import TOKEN_HEADER
@@ -277,8 +277,12 @@ async def run(settings: Settings, claude_args: Sequence[str],
                 signals.serving = True
                 await asyncio.Event().wait()
             assert claude is not None
-            return await _run_claude(claude, claude_args, claude_env(settings, url, window, env),
+            started = time.time() - 1  # a coarse file-system clock may round mtimes down
+            code = await _run_claude(claude, claude_args, claude_env(settings, url, window, env),
                                      signals)
+            for line in resume.resume_lines(settings, claude_args, None, env, started):
+                console.print(line, markup=False)
+            return code
         except asyncio.CancelledError:
             if signals.received is None:
                 raise
