@@ -35,7 +35,8 @@ IGNORED_FIELDS: Mapping[str, str | None] = {
     "service_tier": None,
     "context_management": "ignored context_management: the backend gets the whole history "
                           "(thinking is dropped from it anyway)",
-    "safeguards": "ignored safeguards: no server-side classifier checks tool calls here",
+    "safeguards": "ignored safeguards: auto mode's server-side check of tool calls is not "
+                  "available here (Claude Code then asks before risky actions)",
     "mcp_servers": "ignored mcp_servers: the backend cannot reach MCP servers",
     "container": "ignored container: the backend has no code-execution container",
 }
