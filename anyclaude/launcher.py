@@ -24,7 +24,8 @@ from typing import Any, TextIO
 
 from rich.console import Console
 
-from anyclaude import discovery, processes, summary, timeouts, warmup
+from anyclaude import discovery, processes, resume, summary, timeouts, warmup
+from anyclaude.claude_code import INSTALL_COMMAND
 from anyclaude.errors import UserError
 from anyclaude.hub import find_tokenizer
 from anyclaude.proxy.app import TOKEN_HEADER
@@ -36,7 +37,7 @@ from anyclaude.proxy.trace import Tracer
 from anyclaude.settings import Settings
 from anyclaude.supervisor import Supervisor, note
 
-INSTALL_HINT = "install it with `npm install -g @anthropic-ai/claude-code`"
+INSTALL_HINT = f"install it with `{INSTALL_COMMAND}`"
 MAX_OUTPUT_CAP = 32000
 MODEL_VARS = ("ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL")
 HAIKU_VAR = "ANTHROPIC_DEFAULT_HAIKU_MODEL"
@@ -287,8 +288,12 @@ async def run(settings: Settings, claude_args: Sequence[str],
                 signals.serving = True
                 await asyncio.Event().wait()
             assert claude is not None
-            return await _run_claude(claude, claude_args, claude_env(settings, url, window, env),
+            started = time.time() - 1  # a coarse file-system clock may round mtimes down
+            code = await _run_claude(claude, claude_args, claude_env(settings, url, window, env),
                                      signals)
+            for line in resume.resume_lines(settings, claude_args, None, env, started):
+                console.print(line, markup=False)
+            return code
         except asyncio.CancelledError:
             if signals.received is None:
                 raise

@@ -21,6 +21,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import psutil
@@ -79,14 +80,14 @@ class Output:
 
 async def run_command(argv: Sequence[str], timeout: float, *,
                       env: dict[str, str] | None = None, log: IO[bytes] | None = None,
-                      grace: float = 0.0) -> Output:
+                      grace: float = 0.0, cwd: Path | None = None) -> Output:
     """Run a short command in its own session, its output captured (or appended to `log`).
     On timeout, or when the caller is cancelled, its whole family is stopped (SIGKILL at once
     unless a `grace` is given), so a hanging command can neither hold anyclaude up nor
     outlive it."""
     try:
         proc = await start(argv, stdin=subprocess.DEVNULL, env=env, stderr=subprocess.STDOUT,
-                           stdout=subprocess.PIPE if log is None else log)
+                           stdout=subprocess.PIPE if log is None else log, cwd=cwd)
     except OSError as exc:
         return Output(None, exc.strerror or type(exc).__name__)
     try:

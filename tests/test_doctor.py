@@ -68,7 +68,7 @@ def test_doctor_exits_1_and_says_the_fix_when_a_check_fails(tmp_path: Path,
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert any(line.startswith("✗   claude-code ") for line in lines), result.stdout
-    assert "→ Install it with `npm install -g @anthropic-ai/claude-code`" in result.stdout
+    assert "→ Install it with `npm install -g @anthropic-ai/claude-code@latest`" in result.stdout
     assert f"Nothing answers at {url} (connection refused)" in result.stdout
     assert "problems to fix before anyclaude can run" in result.stdout
 

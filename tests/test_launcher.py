@@ -163,7 +163,7 @@ def test_missing_claude_says_how_to_install_it(tmp_path: Path) -> None:
     with pytest.raises(LaunchError) as caught:
         find_claude(None, {"PATH": str(tmp_path)})
     assert str(caught.value) == ("Claude Code (`claude`) is not on PATH; install it with "
-                                 "`npm install -g @anthropic-ai/claude-code`, or set "
+                                 "`npm install -g @anthropic-ai/claude-code@latest`, or set "
                                  "ANYCLAUDE_CLAUDE_PATH to its path.")
     not_executable = tmp_path / "claude"
     not_executable.write_text("")

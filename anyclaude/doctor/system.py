@@ -10,6 +10,7 @@ from pathlib import Path
 
 from anyclaude import backends, timeouts
 from anyclaude.backends.mlx_lm import openblas_path
+from anyclaude.claude_code import INSTALL_COMMAND, NEWEST_TESTED, OLDEST_TESTED
 from anyclaude.doctor.result import (
     Context,
     Result,
@@ -29,7 +30,7 @@ MIN_CLAUDE_CODE = (2, 0, 0)
 CLAUDE_CODE_AUTO_COMPACT_WINDOW); anyclaude is tested with 2.1."""
 MIN_NODE = (18, 0, 0)
 """The `engines` of Claude Code's npm package."""
-UPDATE_CLAUDE = "npm install -g @anthropic-ai/claude-code@latest"
+UPDATE_CLAUDE = INSTALL_COMMAND
 OPENBLAS_APT = "sudo apt install libopenblas0-pthread"
 
 
@@ -82,7 +83,13 @@ async def claude_check(ctx: Context) -> Result:
     if version < MIN_CLAUDE_CODE:
         return fail("claude-code", f"Claude Code {dotted(version)} ({path}) is older than "
                     f"{dotted(MIN_CLAUDE_CODE)}", f"Update it: `{UPDATE_CLAUDE}`.")
-    return ok("claude-code", f"Claude Code {dotted(version)} ({path})")
+    if version < OLDEST_TESTED:
+        return warn("claude-code", f"Claude Code {dotted(version)} ({path}) is older than "
+                    f"{dotted(OLDEST_TESTED)}, the oldest version anyclaude is tested with",
+                    f"Update it: `{UPDATE_CLAUDE}`.")
+    newer = f", newer than the newest tested ({dotted(NEWEST_TESTED)})" \
+        if version > NEWEST_TESTED else ""
+    return ok("claude-code", f"Claude Code {dotted(version)} ({path}){newer}")
 
 
 async def node_check(ctx: Context) -> Result:

@@ -29,6 +29,7 @@ from anyclaude.translate.content import (
 )
 from anyclaude.translate.errors import prompt_too_long
 from anyclaude.translate.schemas import ToolNameMap, clean_schema
+from anyclaude.translate.tolerate import tolerate
 
 BILLING_PREFIX = "x-anthropic-billing-header:"
 _BILLING_LINE = re.compile(r"^x-anthropic-billing-header:[^\n]*\n?", re.M)
@@ -284,8 +285,9 @@ def _thinking_enabled(request: Mapping[str, Any]) -> bool | None:
 def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None,
               limits: Limits = Limits(), tool_calls: ToolCalls | None = None) -> Plan:
     """Translate a validated Anthropic request (see `validate.py`)."""
+    request, notes = tolerate(request)
     tools = tool_set(request.get("tools"), dialect)
-    notes = list(tools.notes)
+    notes += tools.notes
     names = tools.names
     body: dict[str, Any] = {}
     if dialect.model_field == "configured" and model:

@@ -97,6 +97,23 @@ def test_an_old_claude_code_fails_with_the_update_command(environ: dict[str, str
     assert result.fix == f"Update it: `{UPDATE_CLAUDE}`."
 
 
+@pytest.mark.parametrize(("said", "status", "found"), [
+    ("2.1.100 (Claude Code)", "warn", " is older than 2.1.197, the oldest version anyclaude is "
+     "tested with"),
+    ("2.1.197 (Claude Code)", "ok", ""),
+    ("2.1.332 (Claude Code)", "ok", ""),
+    ("2.2.5 (Claude Code)", "ok", ", newer than the newest tested (2.1.332)"),
+])
+def test_claude_code_older_than_the_oldest_tested_warns_with_the_update_command(
+        environ: dict[str, str], tmp_path: Path, said: str, status: str, found: str) -> None:
+    fake = script(tmp_path / "bin" / "claude", f'echo "{said}"\n')
+    result = one(claude_check, context(environ, claude_path=str(fake)))
+    assert result.status == status
+    assert result.found == f"Claude Code {said.split()[0]} ({fake}){found}"
+    if status == "warn":
+        assert result.fix == "Update it: `npm install -g @anthropic-ai/claude-code@latest`."
+
+
 def test_a_missing_claude_code_fails_with_the_install_command(environ: dict[str, str]) -> None:
     result = one(claude_check, context(environ))
     assert result.status == "fail" and result.found == "Claude Code (`claude`) is not on PATH"

@@ -1,7 +1,8 @@
 """The real Claude Code CLI through the proxy, in front of the real mlx-lm server running the
 project's tiny scripted model: a text reply, a Bash tool round trip, a multi-turn session
 whose backend prompts stay prefix-stable (so mlx-lm's cache serves every follow-up), and a
-context overflow that Claude Code reports without retrying in a loop."""
+context overflow that Claude Code reports without retrying in a loop. The first two run
+against every tested Claude Code version (the oldest and the newest)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,12 @@ from anyclaude.hub import find_tokenizer
 from anyclaude.proxy.server import ThreadedProxy
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
-from tests.support.claude_code import claude_path, headless_env
+from tests.support.claude_code import (
+    CLAUDE_VERSION,
+    CLAUDE_VERSIONS,
+    claude_path,
+    headless_env,
+)
 from tests.support.mlx_server import MlxServer, running_mlx_server
 from tests.support.proxy import TOKEN, running_proxy
 from tests.support.tiny_model import DEFAULT_SENTENCE, build_scripted_model, default_models_dir
@@ -36,7 +42,7 @@ def mlx() -> Iterator[MlxServer]:
 
 
 def claude(proxy: ThreadedProxy, cwd: Path, *args: str, billing_header: bool = False,
-           timeout: float = 180) -> dict[str, Any]:
+           timeout: float = 180, version: str = CLAUDE_VERSION) -> dict[str, Any]:
     """Run `claude -p ... --output-format json` against the proxy; its JSON result."""
     # Model names pinned as the launcher pins them (else Claude Code's default model, and with
     # it its system prompt, can change between runs).
@@ -47,7 +53,7 @@ def claude(proxy: ThreadedProxy, cwd: Path, *args: str, billing_header: bool = F
     if not billing_header:
         extra["CLAUDE_CODE_ATTRIBUTION_HEADER"] = "0"
     env = headless_env(cwd.parent / "home", cwd, api_key=TOKEN, extra=extra)
-    done = subprocess.run([str(claude_path()), "-p", *args, "--output-format", "json"], cwd=cwd,
+    done = subprocess.run([str(claude_path(version)), "-p", *args, "--output-format", "json"], cwd=cwd,
                           env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=timeout)
     assert done.stdout.strip(), f"no output; stderr: {done.stderr[-2000:]}"
@@ -66,24 +72,26 @@ def traced(trace: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in trace.read_text().splitlines()]
 
 
-def test_text_reply(mlx: MlxServer, tmp_path: Path) -> None:
+@pytest.mark.parametrize("version", CLAUDE_VERSIONS)
+def test_text_reply(mlx: MlxServer, tmp_path: Path, version: str) -> None:
     with running_proxy("mlx-lm", mlx.base_url, mlx.model) as proxy:
-        result = claude(proxy, workdir(tmp_path), "say hi", "--tools", "")
+        result = claude(proxy, workdir(tmp_path), "say hi", "--tools", "", version=version)
     assert result["exit_code"] == 0 and result["is_error"] is False
     assert result["result"] == DEFAULT_SENTENCE
 
 
+@pytest.mark.parametrize("version", CLAUDE_VERSIONS)
 def test_bash_tool_round_trip_then_a_follow_up_turn_reuse_the_prompt_cache(
-        mlx: MlxServer, tmp_path: Path) -> None:
+        mlx: MlxServer, tmp_path: Path, version: str) -> None:
     cwd = workdir(tmp_path)
     trace = tmp_path / "trace.jsonl"
     tracer = Tracer(3, io.StringIO(), trace, secrets=(TOKEN,))
     counter = TokenCounter(find_tokenizer(mlx.model))
     with running_proxy("mlx-lm", mlx.base_url, mlx.model, tracer=tracer, tokens=counter) as proxy:
         first = claude(proxy, cwd, "create the marker file", "--allowedTools", "Bash",
-                       billing_header=True)
+                       billing_header=True, version=version)
         second = claude(proxy, cwd, "--continue", "thanks, anything else?", "--allowedTools",
-                        "Bash", billing_header=True)
+                        "Bash", billing_header=True, version=version)
     tracer.close()
     # The tool round trip: the model asked for Bash, Claude Code ran it, the model answered.
     assert first["exit_code"] == 0 and first["is_error"] is False, first

@@ -27,7 +27,13 @@ import psutil
 import pytest
 from aiohttp import web
 
-from tests.support.claude_code import ProcessWatch, claude_path, headless_env, write_fake_claude
+from tests.support.claude_code import (
+    CLAUDE_VERSIONS,
+    ProcessWatch,
+    claude_path,
+    headless_env,
+    write_fake_claude,
+)
 from tests.support.mlx_server import OPENBLAS, free_port, port_open, running_mlx_server
 from tests.support.scripted_backend import Reply, ScriptedBackend
 from tests.support.tiny_model import (
@@ -180,12 +186,13 @@ def test_print_mode_goes_from_nothing_to_the_answer_and_back_to_nothing(
     run.assert_nothing_left(port)
 
 
+@pytest.mark.parametrize("version", CLAUDE_VERSIONS)
 def test_a_tool_round_trip_runs_bash_in_the_project(
-        tmp_path: Path, tiny_model: Path, launch: Callable[..., Run]) -> None:
+        tmp_path: Path, tiny_model: Path, launch: Callable[..., Run], version: str) -> None:
     port = free_port()
     run = launch(["-p", "create the marker file", "--output-format", "json",
                   "--tools", "Bash", "--allowedTools", "Bash"],
-                 mlx_env(tmp_path, tiny_model, port))
+                 mlx_env(tmp_path, tiny_model, port, claude_path(version)))
     assert run.finish() == 0, run.stderr
     result = json.loads(run.out[-1])
     assert result["result"] == DEFAULT_SENTENCE and result["num_turns"] == 2

@@ -20,12 +20,14 @@ from pathlib import Path
 import psutil
 import pytest
 
+from anyclaude.claude_code import NEWEST_TESTED, OLDEST_TESTED
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
-CLAUDE_VERSION = "2.1.197"
+CLAUDE_VERSION = ".".join(map(str, OLDEST_TESTED))
 """The pinned version: the newest Claude Code whose package accepts Node 20, and the oldest
 the suite tests."""
-NEWEST_VERSION = "2.1.332"
-"""The newest release (2026-11-24); keep in sync with `scripts/test`."""
+NEWEST_VERSION = ".".join(map(str, NEWEST_TESTED))
+"""The newest release; `scripts/test` installs the same list (a test checks)."""
 CLAUDE_VERSIONS = (CLAUDE_VERSION, NEWEST_VERSION)
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin"
 
