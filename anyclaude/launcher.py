@@ -26,6 +26,7 @@ import psutil
 from rich.console import Console
 
 from anyclaude import discovery, summary
+from anyclaude.compaction import compaction_env, model_name
 from anyclaude.processes import GRACE_S, die_with_parent, terminate, tree
 from anyclaude.proxy.app import TOKEN_HEADER
 from anyclaude.proxy.background import BACKGROUND_MODEL as BACKGROUND_MODEL
@@ -99,7 +100,7 @@ def claude_env(settings: Settings, proxy_url: str, window: int | None,
     else:
         env[TOKEN_VAR] = token
         env.pop("ANTHROPIC_API_KEY", None)  # the user's own key has no business here
-        model = settings.endpoint.model or f"anyclaude-{settings.mode}"
+        model = model_name(settings.endpoint.model, settings.mode)
         for var in MODEL_VARS:
             env[var] = env.get(var) or model
         # The proxy recognises background work by this name and routes it to `small_model`.
@@ -110,8 +111,8 @@ def claude_env(settings: Settings, proxy_url: str, window: int | None,
     output = max_output_tokens(settings["max_output_tokens"], window)
     if output:
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(output)
-    if window:
-        env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(window)
+    if window and output:
+        env.update(compaction_env(window, output))
     return env
 
 
