@@ -2,10 +2,11 @@
 launcher gives it: the real Claude Code (2.1.197 and the newest), the proxy as the launcher
 configures it, and the real mlx-lm server on the tiny scripted model with a small window.
 
-A session of `claude -p --continue` turns, each adding about a tenth of the window, has to
+A session of `claude -p --continue` turns, each adding under a tenth of the window, has to
 compact at least twice; no request may be refused as too long, and every turn is answered.
 The prompt sizes are the tiny tokenizer's, so the base prompt is a few thousand tokens
-(`--tools Bash` keeps it small) and the window is 16k."""
+(`--tools Bash` keeps it small) and the window is 16k. `/context` shows the window and
+threshold Claude Code believes, for the model names anyclaude passes."""
 
 from __future__ import annotations
 
@@ -20,11 +21,13 @@ from typing import Any
 import pytest
 
 from anyclaude import settings
+from anyclaude.compaction import claude_would_take
 from anyclaude.launcher import claude_env, proxy_config
 from anyclaude.proxy.server import ThreadedProxy
 from anyclaude.proxy.trace import Tracer
 from tests.support.claude_code import CLAUDE_VERSIONS, claude_path, headless_env
 from tests.support.mlx_server import MlxServer, running_mlx_server
+from tests.support.scripted_backend import ScriptedBackend
 from tests.support.tiny_model import DEFAULT_SENTENCE, build_scripted_model, default_models_dir
 
 pytestmark = pytest.mark.e2e
@@ -112,3 +115,29 @@ def test_a_long_session_compacts_before_the_window_overflows(
     assert all(c.get("trigger") == "auto" and 0.75 * WINDOW <= c["preTokens"] < WINDOW
                for c in done_compactions), done_compactions
     assert max(r.prompt_tokens for r in records) < WINDOW
+
+
+@pytest.mark.parametrize("version", CLAUDE_VERSIONS)
+def test_claude_code_believes_the_stated_window_for_the_names_anyclaude_passes(
+        version: str, tmp_path: Path) -> None:
+    """`claude -p /context` on a 65,536 window: Claude Code states 81.8k with a 29.4k buffer,
+    i.e. it compacts at 52.4k (80%), for the launcher's own name and a Hub id; a name with a
+    Claude model in it gets Claude's window instead, which is why anyclaude never passes one."""
+    cwd, home = tmp_path / "project", tmp_path / "home"
+    cwd.mkdir()
+    seen = {}
+    with ScriptedBackend("mlx-lm", strict_model=False) as backend:
+        for name in ("anyclaude-mlx-lm", "mlx-community/Qwen3-Coder-30B-A3B-Instruct-4bit",
+                     "my-claude-sonnet-4-5-distill"):
+            chosen = settings.load({}, {"ANYCLAUDE_MODE": "mlx-lm", "MLX_LM_URL": backend.url,
+                                        "ANYCLAUDE_PROXY_TOKEN": TOKEN}, cwd)
+            with ThreadedProxy(proxy_config(chosen, 65536)) as proxy:
+                env = claude_env(chosen, proxy.url, 65536, headless_env(home, cwd, extra={
+                    var: name for var in ("ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL",
+                                          "ANTHROPIC_DEFAULT_SONNET_MODEL")}))
+                done = subprocess.run([str(claude_path(version)), "-p", "/context"], cwd=cwd,
+                                      env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                                      text=True, timeout=120)
+            seen[name] = ("/ 81.8k (" in done.stdout
+                          and "| Autocompact buffer | 29.4k |" in done.stdout)
+    assert seen == {name: not claude_would_take(name) for name in seen}, seen
