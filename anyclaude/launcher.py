@@ -26,6 +26,7 @@ from rich.console import Console
 
 from anyclaude import discovery, processes, resume, summary, timeouts, warmup
 from anyclaude.claude_code import INSTALL_COMMAND
+from anyclaude.compaction import compaction_env, model_name
 from anyclaude.errors import UserError
 from anyclaude.hub import find_tokenizer
 from anyclaude.proxy.app import TOKEN_HEADER
@@ -91,7 +92,7 @@ def claude_env(settings: Settings, proxy_url: str, window: int | None,
     else:
         env[TOKEN_VAR] = token
         env.pop("ANTHROPIC_API_KEY", None)  # the user's own key has no business here
-        model = settings.endpoint.model or f"anyclaude-{settings.mode}"
+        model = model_name(settings.endpoint.model, settings.mode)
         for var in MODEL_VARS:
             env[var] = env.get(var) or model
         # The proxy recognises background work by this name and routes it to `small_model`.
@@ -102,8 +103,8 @@ def claude_env(settings: Settings, proxy_url: str, window: int | None,
     output = max_output_tokens(settings.max_output_tokens, window)
     if output:
         env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] = str(output)
-    if window:
-        env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] = str(window)
+    if window and output:
+        env.update(compaction_env(window, output))
     return env
 
 

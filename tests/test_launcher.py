@@ -12,6 +12,7 @@ import anthropic
 import pytest
 
 from anyclaude import backends, settings
+from anyclaude.compaction import model_name
 from anyclaude.launcher import (
     BACKGROUND_MODEL,
     LaunchError,
@@ -57,7 +58,9 @@ def test_local_modes_get_the_proxy_token_and_the_configured_model(tmp_path: Path
     assert env["CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC"] == "1"
     assert env["API_TIMEOUT_MS"] == "3600000"
     assert env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "10240"
-    assert env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "40960"
+    # Claude Code compacts at 80% of the window (see anyclaude/compaction.py).
+    assert env["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == env["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] \
+        == "56008"
     assert env["HOME"] == "/home/u"
     assert "ANTHROPIC_CUSTOM_HEADERS" not in env
     assert user["ANTHROPIC_API_KEY"] == "sk-user", "the caller's mapping is not changed"
@@ -77,7 +80,7 @@ def test_model_variables_the_user_set_are_kept(tmp_path: Path) -> None:
 def test_unknown_window_leaves_the_size_variables_alone(tmp_path: Path) -> None:
     env = claude_env(load({}, tmp_path), URL, None, {"CLAUDE_CODE_MAX_OUTPUT_TOKENS": "900"})
     assert env["CLAUDE_CODE_MAX_OUTPUT_TOKENS"] == "900"
-    assert "CLAUDE_CODE_AUTO_COMPACT_WINDOW" not in env
+    assert not {"CLAUDE_CODE_AUTO_COMPACT_WINDOW", "CLAUDE_CODE_MAX_CONTEXT_TOKENS"} & set(env)
 
 
 def test_output_budget_is_the_setting_else_a_quarter_of_the_window_at_most_32000(
@@ -108,7 +111,7 @@ def test_every_local_mode_points_claude_code_at_the_proxy_with_the_token(
     s = load({"ANYCLAUDE_MODE": mode, "ANYCLAUDE_PROXY_TOKEN": "t"}, tmp_path)
     env = claude_env(s, URL, None, {})
     assert (env["ANTHROPIC_BASE_URL"], env["ANTHROPIC_AUTH_TOKEN"]) == (URL, "t")
-    assert env["ANTHROPIC_MODEL"] == (s.endpoint.model or f"anyclaude-{mode}")
+    assert env["ANTHROPIC_MODEL"] == model_name(s.endpoint.model, mode)
 
 
 def test_the_proxy_config_comes_from_settings(tmp_path: Path) -> None:

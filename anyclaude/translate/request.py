@@ -28,6 +28,7 @@ from anyclaude.translate.content import (
     system_reminder,
 )
 from anyclaude.translate.errors import prompt_too_long
+from anyclaude.translate.firstturn import context_first
 from anyclaude.translate.schemas import ToolNameMap, clean_schema
 from anyclaude.translate.tolerate import tolerate
 
@@ -253,7 +254,7 @@ def translate_messages(request: Mapping[str, Any], dialect: Dialect, names: Tool
     """The OpenAI `messages` list: one system message first, then the conversation."""
     system = [system_text(request.get("system"))]
     messages: list[dict[str, Any]] = []
-    for message in request["messages"]:
+    for message in context_first(request["messages"]):
         role, content = message["role"], message["content"]
         if role == "system":
             text = content if isinstance(content, str) else join_text(

@@ -307,7 +307,7 @@ def test_claude_code_s_exit_code_comes_back_and_the_backend_is_stopped(
     seen = json.loads(record.read_text())
     assert seen["argv"] == ["--resume", "abc"]
     assert seen["env"]["ANTHROPIC_AUTH_TOKEN"] == TOKEN
-    assert seen["env"]["CLAUDE_CODE_AUTO_COMPACT_WINDOW"] == "131072", "from config.json"
+    assert seen["env"]["CLAUDE_CODE_MAX_CONTEXT_TOKENS"] == "137857", "from config.json's 131072"
     run.assert_nothing_left(port)
 
 

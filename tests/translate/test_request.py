@@ -81,10 +81,11 @@ def test_leading_system_message_joins_the_system_prompt() -> None:
 
 @pytest.mark.parametrize("content", ["Agents: A, B.", [{"type": "text", "text": "Agents: A, B."}]])
 def test_mid_conversation_system_message_becomes_a_user_reminder(content: object) -> None:
-    out = body(req([{"role": "user", "content": "hi"}, {"role": "system", "content": content}]))
-    assert out["messages"] == [
+    out = body(req([{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello."},
+                    {"role": "user", "content": "go on"}, {"role": "system", "content": content}]))
+    assert out["messages"][2:] == [
         {"role": "user",
-         "content": "hi\n\n<system-reminder>\nAgents: A, B.\n</system-reminder>"}]
+         "content": "go on\n\n<system-reminder>\nAgents: A, B.\n</system-reminder>"}]
 
 
 def test_text_blocks_join_without_doubling_newlines() -> None:
