@@ -18,7 +18,7 @@ import aiohttp
 import httpx
 import pytest
 
-from tests.support.scripted_backend import (
+from tests.support.scripted import (
     DEFAULT_PIECES,
     DIALECTS,
     FAULTS,
