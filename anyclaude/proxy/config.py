@@ -9,7 +9,7 @@ from anyclaude.proxy.background import Gate
 from anyclaude.proxy.stats import Stats
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
-from anyclaude.proxy.upstream import Upstream
+from anyclaude.proxy.upstream import ConnectorFactory, Upstream
 
 MAX_BODY = 32 * 1024 * 1024
 """Anthropic's own request limit; long Claude Code sessions with images come close."""
@@ -38,11 +38,14 @@ class ProxyConfig:
     gate: Gate = field(default_factory=Gate)
     tracer: Tracer | None = None
     """ANYCLAUDE_DEBUG output; None when debugging is off (nothing is recorded then)."""
+    connector: ConnectorFactory | None = None
+    """How to reach the backend; None: TCP (tests reach an in-process backend instead)."""
     upstream: Upstream = field(init=False)
 
     def __post_init__(self) -> None:
         self.upstream = Upstream(self.backend, self.endpoint,
-                                 auto_decompress=self.backend.protocol != "anthropic")
+                                 auto_decompress=self.backend.protocol != "anthropic",
+                                 connector=self.connector)
         if self.tracer is not None:
             self.stats.listeners.append(self.tracer.done)
 

@@ -16,12 +16,11 @@ from typing import Any
 import pytest
 from transformers import AutoTokenizer
 
-from anyclaude.proxy.server import ThreadedProxy
 from anyclaude.proxy.tokens import TokenCounter, find_tokenizer
 from anyclaude.proxy.trace import Tracer
 from tests.support.claude_code import claude_path, headless_env
 from tests.support.mlx_server import MlxServer, running_mlx_server
-from tests.support.proxy import TOKEN, running_proxy
+from tests.support.proxy import TOKEN, ThreadedProxy, running_proxy
 from tests.support.tiny_model import DEFAULT_SENTENCE, build_scripted_model, default_models_dir
 
 pytestmark = pytest.mark.e2e

@@ -29,7 +29,7 @@ from aiohttp import web
 
 from tests.support.claude_code import ProcessWatch, claude_path, headless_env, write_fake_claude
 from tests.support.mlx_server import OPENBLAS, free_port, port_open, running_mlx_server
-from tests.support.scripted_backend import Reply, ScriptedBackend
+from tests.support.scripted import Reply, ScriptedBackend
 from tests.support.tiny_model import (
     DEFAULT_SENTENCE,
     build_scripted_model,

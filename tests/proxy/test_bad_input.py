@@ -12,9 +12,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anyclaude.proxy.server import ThreadedProxy
-from tests.support.proxy import TOKEN, running_proxy
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.proxy import TOKEN, ThreadedProxy, running_proxy
+from tests.support.scripted import ScriptedBackend
 
 OK: dict[str, Any] = {"model": "claude-x", "max_tokens": 10,
                       "messages": [{"role": "user", "content": "hi"}]}

@@ -12,11 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from anyclaude.proxy.server import ThreadedProxy
 from tests.support.grammar import check, parse_sse
 from tests.support.mlx_server import free_port
-from tests.support.proxy import TOKEN, client, running_proxy
-from tests.support.scripted_backend import (
+from tests.support.proxy import TOKEN, ThreadedProxy, client, running_proxy
+from tests.support.scripted import (
     Reply,
     ScriptedBackend,
     html_error,

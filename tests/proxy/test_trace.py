@@ -8,7 +8,7 @@ from pathlib import Path
 
 from anyclaude.proxy.trace import Tracer
 from tests.support.proxy import TOKEN, client, running_proxy
-from tests.support.scripted_backend import Reply, ScriptedBackend
+from tests.support.scripted import Reply, ScriptedBackend
 
 TOOLS = [{"name": "Bash", "input_schema": {"type": "object",
                                            "properties": {"command": {"type": "string"}}}}]
