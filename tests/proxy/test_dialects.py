@@ -74,7 +74,7 @@ async def test_tool_call_round_trip(setup: Setup, stream: bool) -> None:
               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": uses[0].id,
                                             "content": "a\nb\nc"}]}]
     second = await sdk.messages.create(**{**kwargs, "messages": follow})
-    assert second.content[0].text == "There are 3 files."  # type: ignore[union-attr]
+    assert second.content[0].text == "There are 3 files."
     sent = backend.requests[-1].json
     tool_message = next(m for m in sent["messages"] if m["role"] == "tool")
     assert tool_message == {"role": "tool", "tool_call_id": uses[0].id, "content": "a\nb\nc"}

@@ -18,6 +18,7 @@ from tests.support.grammar import check, parse_sse
 from tests.support.mlx_server import free_port
 from tests.support.proxy import TOKEN, Proxied, serving
 from tests.support.scripted import (
+    Dialect,
     Reply,
     ScriptedBackend,
     html_error,
@@ -61,7 +62,7 @@ async def events_of(proxy: Proxied, body: dict[str, Any] | None = None) -> list[
 
 async def still_serves(backend: ScriptedBackend, proxy: Proxied) -> None:
     backend.reply(Reply(text="fine"))
-    assert (await proxy.sdk.messages.create(**BODY)).content[0].text == "fine"  # type: ignore[union-attr]
+    assert (await proxy.sdk.messages.create(**BODY)).content[0].text == "fine"
 
 
 async def test_backend_down_is_529_naming_the_url() -> None:
@@ -146,10 +147,10 @@ async def test_backend_http_errors_become_anthropic_errors(
     ("vllm", "openai", vllm_context_overflow(4096, 5000, 100)),
     ("lmstudio", "lmstudio", lmstudio_prompt_too_long(9000, 4096)),
 ])
-async def test_context_overflow_is_reworded_for_claude_code(dialect: str, mode: str,
+async def test_context_overflow_is_reworded_for_claude_code(dialect: Dialect, mode: str,
                                                             reply: Reply) -> None:
     async with ScriptedBackend(dialect, model="m") as backend, \
-            serving(mode, backend, model="m") as proxy:  # type: ignore[arg-type]
+            serving(mode, backend, model="m") as proxy:
         backend.reply(reply)
         response = await post(proxy, stream=True)
         assert response.status == 400

@@ -132,7 +132,8 @@ async def test_count_tokens_uses_the_models_own_tokenizer_when_it_is_a_local_fol
     tokenizer = find_tokenizer(str(model))
     assert tokenizer is not None
     counter = TokenCounter(tokenizer)
-    body = {"messages": [{"role": "user", "content": "def main():\n    return 0\n" * 40}]}
+    body: dict[str, Any] = {
+        "messages": [{"role": "user", "content": "def main():\n    return 0\n" * 40}]}
     from tokenizers import Tokenizer
 
     direct = len(Tokenizer.from_file(str(tokenizer)).encode(body["messages"][0]["content"],
