@@ -103,13 +103,13 @@ class DialectBase:
     fixed_headers: ClassVar[Headers] = (
         ("date", "{date}"), ("server", "uvicorn"),
         ("content-length", "{length}"), ("content-type", "{type}"),
-    )  # fmt: skip
+    )
     completion_headers: ClassVar[Headers | None] = None
     """Headers of a finished completion; None: the same as `fixed_headers`."""
     stream_headers: ClassVar[Headers] = (
         ("date", "{date}"), ("server", "uvicorn"),
         ("content-type", "text/event-stream; charset=utf-8"), ("Transfer-Encoding", "chunked"),
-    )  # fmt: skip
+    )
 
     reasoning_field: str | None = "reasoning_content"
     """Where reasoning goes; None: inline `<think>` text (settable per backend)."""
@@ -217,7 +217,7 @@ class DialectBase:
             else u.reasoning_tokens,
             tools_requested=bool(body.get("tools")), tool_choice=body.get("tool_choice"),
             cid=self.completion_id(),
-        )  # fmt: skip
+        )
 
     # rendering ---------------------------------------------------------------------
     def reasoning_inline(self, plan: Plan) -> list[str]:
