@@ -24,7 +24,7 @@ import psutil
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from anyclaude.backends.base import Backend, Endpoint, LaunchPlan
+from anyclaude.backends.base import Backend, Endpoint, LaunchPlan, upstream_model
 from anyclaude.backends.net import host_port, server_root
 from anyclaude.processes import (
     GRACE_S,
@@ -131,6 +131,10 @@ class Supervisor:
         """Make sure a healthy backend answers at the endpoint, starting it when needed."""
         if not self.backend.local:
             return
+        if self.backend.model_required and not self.endpoint.model:
+            self.say(f"Warning: {self.backend.model_setting} is not set and {self.name} loads "
+                     "the model each request names, so every request will fail; set it to a "
+                     "model folder or Hugging Face id.")
         async with aiohttp.ClientSession() as session:
             _, problem = await self._probe(session)
             if problem is None:
@@ -282,7 +286,7 @@ class Supervisor:
         body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}],
                                 dialect.max_tokens_param: 1, "stream": False}
         if dialect.model_field != "omit" and self.endpoint.model:
-            body["model"] = self.endpoint.model
+            body["model"] = upstream_model(dialect, self.endpoint.model)
         url = self.endpoint.url.rstrip("/") + "/chat/completions"
         last = "no answer yet"
         while time.monotonic() < deadline:
