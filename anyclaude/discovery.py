@@ -32,7 +32,7 @@ async def context_window(backend: Backend, endpoint: Endpoint,
         found = await from_server(endpoint)
         if found:
             return found
-    if backend.tokenizer_hint:
+    if backend.tokenizer_hint or local_folder(endpoint.model):
         found = from_model_folder(endpoint.model)
         if found:
             return found
@@ -98,6 +98,12 @@ async def from_server(endpoint: Endpoint) -> int | None:
         except TimeoutError:
             return None
     return next((r for r in results if r), None)
+
+
+def local_folder(model: str | None) -> bool:
+    """The model setting names a local model folder (any mode: servers that load a model
+    by path, in `openai` mode too)."""
+    return bool(model) and (Path(str(model)).expanduser() / "config.json").is_file()
 
 
 def from_model_folder(model: str | None) -> int | None:

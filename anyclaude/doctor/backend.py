@@ -162,7 +162,7 @@ async def context_check(ctx: Context) -> Result | None:
     window, source = ctx.settings["context_window"], "ANYCLAUDE_CONTEXT_WINDOW"
     if not window:
         window, source = await discovery.from_server(endpoint), "reported by the server"
-    if not window and backend.tokenizer_hint:
+    if not window and (backend.tokenizer_hint or discovery.local_folder(endpoint.model)):
         window, source = discovery.from_model_folder(endpoint.model), "from the model's config"
     if not window:
         window, source = backend.context_window, f"the {backend.name} default"
