@@ -1,0 +1,174 @@
+"""The other MLX servers people run, for real: mlx-openai-server, MLX-Omni-Server, FastMLX and
+mlx-textgen, each installed into the test cache by `./scripts/test`
+(`tests/support/mlx_servers.py`), started and stopped by anyclaude itself (its mode, with
+`<MODE>_EXECUTABLE` naming the test install) on the tiny scripted model.
+
+Per server: the official anthropic SDK as a strict client (text, streaming, a tool call
+and its follow-up, a cut answer reported as `max_tokens`), then the real Claude Code through
+the same proxy: a Bash tool round trip on mlx-openai-server, MLX-Omni-Server and FastMLX
+(tool calls as text there); on mlx-textgen, whose outlines grammar the scripted model cannot
+follow, Claude Code's whole tool list must compile in mlx-textgen's own grammar code and a
+text answer must come back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import anthropic
+import pytest
+
+from tests.e2e.test_launch import Run, run_env
+from tests.support import mlx_servers
+from tests.support.claude_code import claude_path, headless_env
+from tests.support.mlx_server import free_port
+from tests.support.tiny_model import (
+    DEFAULT_SENTENCE,
+    DEFAULT_TOOL_ARGUMENTS,
+    build_scripted_model,
+    default_models_dir,
+)
+
+pytestmark = pytest.mark.e2e
+
+TOKEN = "anyclaude-e2e-token-0123456789abcdef"
+BASH = {"name": "Bash", "description": "Run a shell command",
+        "input_schema": {"type": "object", "properties": {
+            "command": {"type": "string"}, "description": {"type": "string"}},
+            "required": ["command"]}}
+ASK = [{"role": "user", "content": "create the marker file"}]
+ENV_PREFIX = {"mlx-openai-server": "MLX_OPENAI_SERVER", "mlx-omni-server": "MLX_OMNI_SERVER",
+              "fastmlx": "FASTMLX", "mlx-textgen": "MLX_TEXTGEN"}
+TOOL_ROUND_TRIP = ("mlx-openai-server", "mlx-omni-server", "fastmlx")
+
+
+@dataclass
+class Served:
+    """anyclaude in proxy-only mode in front of a server it started."""
+
+    mode: str
+    url: str
+    port: int
+    run: Run
+    logs: Path
+
+    def client(self) -> anthropic.Anthropic:
+        return anthropic.Anthropic(base_url=self.url, api_key=TOKEN, max_retries=0,
+                                   timeout=300)
+
+    def upstream_bodies(self) -> list[dict[str, Any]]:
+        """Every request anyclaude sent upstream so far (from its debug trace)."""
+        lines = [line for trace in sorted(self.logs.glob("trace-*.jsonl"))
+                 for line in trace.read_text().splitlines()]
+        entries = [json.loads(line) for line in lines if line.strip()]
+        return [e["data"]["body"] for e in entries if e["step"] == "upstream_request"]
+
+
+@pytest.fixture(scope="module", params=list(ENV_PREFIX))
+def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+           ) -> Iterator[Served]:
+    mode: str = request.param
+    command = mlx_servers.require(mode)
+    model = build_scripted_model(default_models_dir() / "scripted")
+    tmp = tmp_path_factory.mktemp(mode)
+    port, prefix = free_port(), ENV_PREFIX[mode]
+    env = run_env(tmp, mode, PROXY_ONLY="true", ANYCLAUDE_DEBUG="3",
+                  ANYCLAUDE_STARTUP_TIMEOUT="600",
+                  **{f"{prefix}_MODEL": str(model), f"{prefix}_URL": f"http://127.0.0.1:{port}/v1",
+                     f"{prefix}_EXECUTABLE": str(command)})
+    run = Run([], env, tmp / "project")
+    try:
+        url = run.proxy_url()
+        run.wait_for(f"{mode} to be ready", lambda: "is ready" in run.stderr, timeout=600)
+        yield Served(mode, url, port, run, tmp / "state" / "logs")
+    finally:
+        if run.proc.poll() is None:
+            os.killpg(run.proc.pid, signal.SIGTERM)
+        run.finish(timeout=120)
+    run.assert_nothing_left(port)
+
+
+# -- the anthropic SDK as a strict client ----------------------------------------------------
+
+
+def test_text_answer(served: Served) -> None:
+    message = served.client().messages.create(model="tiny", max_tokens=50, messages=[
+        {"role": "user", "content": "say hi"}])
+    assert [b.type for b in message.content] == ["text"]
+    assert message.content[0].text == DEFAULT_SENTENCE  # type: ignore[union-attr]
+    assert message.stop_reason == "end_turn"
+
+
+def test_streamed_text_answer(served: Served) -> None:
+    with served.client().messages.stream(model="tiny", max_tokens=50, messages=[
+            {"role": "user", "content": "say hi"}]) as stream:
+        message = stream.get_final_message()
+    assert message.content[0].text == DEFAULT_SENTENCE  # type: ignore[union-attr]
+    assert message.stop_reason == "end_turn"
+
+
+def test_a_cut_answer_is_reported_as_max_tokens(served: Served) -> None:
+    """Every one of these servers says `stop` when `max_tokens` cut the answer."""
+    with served.client().messages.stream(model="tiny", max_tokens=3, messages=[
+            {"role": "user", "content": "say hi"}]) as stream:
+        message = stream.get_final_message()
+    assert message.stop_reason == "max_tokens"
+    assert DEFAULT_SENTENCE.startswith(message.content[0].text)  # type: ignore[union-attr]
+
+
+def test_a_tool_call_and_its_result(served: Served) -> None:
+    if served.mode == "mlx-textgen":
+        pytest.skip("mlx-textgen constrains calls with outlines, which derails the scripted "
+                    "model; its tool grammar is checked with Claude Code's tools below")
+    client = served.client()
+    with client.messages.stream(model="tiny", max_tokens=200, messages=ASK,
+                                tools=[BASH]) as stream:  # type: ignore[list-item]
+        message = stream.get_final_message()
+    assert message.stop_reason == "tool_use"
+    (call,) = [b for b in message.content if b.type == "tool_use"]
+    assert (call.name, call.input) == ("Bash", dict(DEFAULT_TOOL_ARGUMENTS))
+    follow_up = [*ASK, {"role": "assistant", "content": [call.model_dump()]},
+                 {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id,
+                                               "content": "done"}]}]
+    answer = client.messages.create(model="tiny", max_tokens=50, messages=follow_up,
+                                    tools=[BASH])  # type: ignore[arg-type,list-item]
+    assert answer.content[0].text == DEFAULT_SENTENCE  # type: ignore[union-attr]
+    if served.mode == "fastmlx":  # 422 on OpenAI tools: they travel in the prompt
+        assert not any("tools" in body for body in served.upstream_bodies())
+
+
+# -- the real Claude Code ----------------------------------------------------------------------
+
+
+def claude(served: Served, cwd: Path, *args: str) -> dict[str, Any]:
+    cwd.mkdir(exist_ok=True)
+    extra = {"ANTHROPIC_BASE_URL": served.url, "ANTHROPIC_API_KEY": TOKEN,
+             "ANTHROPIC_MODEL": "tiny", "ANTHROPIC_DEFAULT_OPUS_MODEL": "tiny",
+             "ANTHROPIC_DEFAULT_SONNET_MODEL": "tiny",
+             "ANTHROPIC_DEFAULT_HAIKU_MODEL": "anyclaude-background",
+             "CLAUDE_CODE_ATTRIBUTION_HEADER": "0"}
+    env = headless_env(cwd.parent / "home", cwd, api_key=TOKEN, extra=extra)
+    done = subprocess.run([str(claude_path()), "-p", *args, "--output-format", "json"],
+                          cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                          text=True, timeout=600)
+    assert done.stdout.strip(), f"no output; stderr: {done.stderr[-2000:]}"
+    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    result["exit_code"] = done.returncode
+    return result
+
+
+def test_claude_code_runs_a_bash_round_trip(served: Served, tmp_path: Path) -> None:
+    if served.mode not in TOOL_ROUND_TRIP:
+        pytest.skip("see test_claude_code_tools_compile_in_mlx_textgens_grammar")
+    cwd = tmp_path / "project"
+    result = claude(served, cwd, "create the marker file", "--allowedTools", "Bash")
+    assert result["exit_code"] == 0 and result["is_error"] is False, result
+    assert (cwd / "anyclaude-e2e.txt").read_text().strip() == "anyclaude-e2e"
+    assert result["result"] == DEFAULT_SENTENCE and result["num_turns"] == 2
