@@ -284,7 +284,8 @@ class Supervisor:
         """mlx-lm's /health answers before the model is loaded: wait for a real answer."""
         dialect = self.backend.dialect
         body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}],
-                                dialect.max_tokens_param: 1, "stream": False}
+                                dialect.max_tokens_param: 1 + dialect.stops_short_by,
+                                "stream": False}
         if dialect.model_field != "omit" and self.endpoint.model:
             body["model"] = upstream_model(dialect, self.endpoint.model)
         url = self.endpoint.url.rstrip("/") + "/chat/completions"
