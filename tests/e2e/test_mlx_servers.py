@@ -13,8 +13,10 @@ text answer must come back.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 from collections.abc import Iterator
@@ -25,6 +27,7 @@ from typing import Any
 import anthropic
 import pytest
 
+from anyclaude.translate.schemas import clean_schema
 from tests.e2e.test_launch import Run, run_env
 from tests.support import mlx_servers
 from tests.support.claude_code import claude_path, headless_env
@@ -63,21 +66,31 @@ class Served:
         return anthropic.Anthropic(base_url=self.url, api_key=TOKEN, max_retries=0,
                                    timeout=300)
 
-    def upstream_bodies(self) -> list[dict[str, Any]]:
-        """Every request anyclaude sent upstream so far (from its debug trace)."""
+    def bodies(self, step: str) -> list[dict[str, Any]]:
+        """Every request body of one trace step so far (`client_request`, the Anthropic
+        request; `upstream_request`, what anyclaude sent the server)."""
         lines = [line for trace in sorted(self.logs.glob("trace-*.jsonl"))
                  for line in trace.read_text().splitlines()]
         entries = [json.loads(line) for line in lines if line.strip()]
-        return [e["data"]["body"] for e in entries if e["step"] == "upstream_request"]
+        return [e["data"]["body"] for e in entries if e["step"] == step]
+
+    def upstream_bodies(self) -> list[dict[str, Any]]:
+        return self.bodies("upstream_request")
 
 
 @pytest.fixture(scope="module", params=list(ENV_PREFIX))
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
            ) -> Iterator[Served]:
-    mode: str = request.param
-    command = mlx_servers.require(mode)
     model = build_scripted_model(default_models_dir() / "scripted")
-    tmp = tmp_path_factory.mktemp(mode)
+    with serving(request.param, model, tmp_path_factory.mktemp(request.param)) as found:
+        yield found
+
+
+@contextlib.contextmanager
+def serving(mode: str, model: Path, tmp: Path) -> Iterator[Served]:
+    """`anyclaude` in proxy-only mode, starting the server of `mode` on `model`; on exit
+    it is stopped and nothing it started may survive."""
+    command = mlx_servers.require(mode)
     port, prefix = free_port(), ENV_PREFIX[mode]
     env = run_env(tmp, mode, PROXY_ONLY="true", ANYCLAUDE_DEBUG="3",
                   ANYCLAUDE_STARTUP_TIMEOUT="600",
@@ -123,10 +136,10 @@ def test_a_cut_answer_is_reported_as_max_tokens(served: Served) -> None:
     assert DEFAULT_SENTENCE.startswith(message.content[0].text)  # type: ignore[union-attr]
 
 
+@pytest.mark.parametrize("served", TOOL_ROUND_TRIP, indirect=True)
 def test_a_tool_call_and_its_result(served: Served) -> None:
-    if served.mode == "mlx-textgen":
-        pytest.skip("mlx-textgen constrains calls with outlines, which derails the scripted "
-                    "model; its tool grammar is checked with Claude Code's tools below")
+    """Not on mlx-textgen: it constrains a call with an outlines grammar, which derails the
+    hand-wired scripted model (its grammar is checked with Claude Code's tools below)."""
     client = served.client()
     with client.messages.stream(model="tiny", max_tokens=200, messages=ASK,
                                 tools=[BASH]) as stream:  # type: ignore[list-item]
@@ -164,11 +177,59 @@ def claude(served: Served, cwd: Path, *args: str) -> dict[str, Any]:
     return result
 
 
+@pytest.mark.parametrize("served", TOOL_ROUND_TRIP, indirect=True)
 def test_claude_code_runs_a_bash_round_trip(served: Served, tmp_path: Path) -> None:
-    if served.mode not in TOOL_ROUND_TRIP:
-        pytest.skip("see test_claude_code_tools_compile_in_mlx_textgens_grammar")
     cwd = tmp_path / "project"
     result = claude(served, cwd, "create the marker file", "--allowedTools", "Bash")
     assert result["exit_code"] == 0 and result["is_error"] is False, result
     assert (cwd / "anyclaude-e2e.txt").read_text().strip() == "anyclaude-e2e"
     assert result["result"] == DEFAULT_SENTENCE and result["num_turns"] == 2
+
+
+def quiet_model(base: Path, folder: Path) -> Path:
+    """The scripted model, with a chat template that lists tools under another heading:
+    the model then answers its sentence although tools are offered."""
+    shutil.copytree(base, folder)
+    config = folder / "tokenizer_config.json"
+    data = json.loads(config.read_text())
+    data["chat_template"] = data["chat_template"].replace("<tools>", "<tool list>")
+    config.write_text(json.dumps(data))
+    return folder
+
+
+COMPILE = """
+import json, sys
+from mlx_textgen.chat_utils import build_function_call_schema
+from outlines_core.fsm.json_schema import build_regex_from_schema
+tools = json.load(sys.stdin)
+print(len(build_regex_from_schema(json.dumps(build_function_call_schema(tools)))))
+"""
+
+
+def compile_in_textgen(tools: list[dict[str, Any]]) -> subprocess.CompletedProcess[str]:
+    """mlx-textgen's own tool-call grammar step (its schema, outlines' regex) in its venv."""
+    python = mlx_servers.root() / "mlx-textgen" / "bin" / "python"
+    return subprocess.run([str(python), "-c", COMPILE], input=json.dumps(tools),
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_claude_code_tools_compile_in_mlx_textgens_grammar(tmp_path: Path) -> None:
+    base = build_scripted_model(default_models_dir() / "scripted")
+    model = quiet_model(base, tmp_path / "quiet")
+    with serving("mlx-textgen", model, tmp_path) as served:
+        result = claude(served, tmp_path / "project", "say hi")
+        bodies = served.upstream_bodies()
+        (client_tools,) = {json.dumps(b["tools"]) for b in served.bodies("client_request")
+                           if b.get("tools")}
+    assert result["exit_code"] == 0 and result["is_error"] is False, result
+    assert result["result"] == DEFAULT_SENTENCE
+    (tools,) = {json.dumps(b["tools"]) for b in bodies if b.get("tools")}
+    offered = json.loads(tools)
+    assert len(offered) > 10 and all(b["model"] == "quiet" for b in bodies)
+    done = compile_in_textgen(offered)
+    assert done.returncode == 0 and int(done.stdout) > 0, done.stderr[-2000:]
+    # Claude Code's schemas as they come (`format: uri`, description-only properties) do not.
+    raw = [{**t, "function": {**t["function"], "parameters": clean_schema(
+        original["input_schema"], "minimal")}} for t, original in zip(
+            offered, json.loads(client_tools), strict=True)]
+    assert compile_in_textgen(raw).returncode != 0
