@@ -129,7 +129,10 @@ def install(name: str, *, log: bool = True) -> Path:
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
         pip = [str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-deps",
                "--disable-pip-version-check"]
-        subprocess.run([*pip, *server.pins()], check=True, stdin=subprocess.DEVNULL)
+        done = subprocess.run([*pip, *server.pins()], stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"pip could not install {name}:\n{done.stderr[-3000:]}")
         if server.shim:
             shim = venv / "anyclaude_test_shim.py"
             shutil.copyfile(SHIMS / server.shim, shim)
