@@ -16,7 +16,7 @@ from typing import Any
 
 import aiohttp
 
-from anyclaude.backends.base import Backend, Endpoint
+from anyclaude.backends.base import Backend, Endpoint, upstream_model
 from anyclaude.backends.net import host_port, server_root
 from anyclaude.doctor.result import Context, Result, fail, listing, ok, warn
 from anyclaude.supervisor import LOOPBACK
@@ -55,9 +55,12 @@ class Probe:
 
     @property
     def models(self) -> list[str]:
-        data = self.listed.body.get("data") if isinstance(self.listed.body, dict) else None
+        """Listed model ids: OpenAI's `{"data": [{"id"}]}` or FastMLX's `{"models": [...]}`."""
+        body = self.listed.body if isinstance(self.listed.body, dict) else {}
+        data = body.get("data", body.get("models"))
         entries = data if isinstance(data, list) else []
-        return [str(e["id"]) for e in entries if isinstance(e, dict) and e.get("id")]
+        return [str(e["id"] if isinstance(e, dict) else e) for e in entries
+                if (isinstance(e, dict) and e.get("id")) or (isinstance(e, str) and e)]
 
 
 def corrections(url: str) -> list[str]:
@@ -107,11 +110,16 @@ async def probe(backend: Backend, endpoint: Endpoint) -> Probe:
         if listed.status != 200:
             corrected = next((o for o in others if answers[o + "/models"].status == 200), None)
         result = Probe(base, health_url, answers[health_url], listed, corrected)
-        if result.up and corrected is None and backend.confirm_with_generation:
+        # An empty listing (Omni's `data: []`, mlx-lm's empty body) proves nothing either
+        # way: a 1-token answer tells whether the server serves.
+        if result.up and corrected is None and (backend.confirm_with_generation or (
+                listed.status == 200 and not result.models and backend.model_setting)):
+            dialect = backend.dialect
             body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}],
-                                    backend.dialect.max_tokens_param: 1, "stream": False}
-            if backend.dialect.model_field != "omit" and endpoint.model:
-                body["model"] = endpoint.model
+                                    dialect.max_tokens_param: 1 + dialect.stops_short_by,
+                                    "stream": False}
+            if dialect.model_field != "omit" and endpoint.model:
+                body["model"] = upstream_model(dialect, endpoint.model)
             generation = await _ask(session, base + "/chat/completions", body,
                                     GENERATION_TIMEOUT_S)
             result = Probe(base, health_url, result.health, listed, None, generation)
