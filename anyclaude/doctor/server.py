@@ -116,7 +116,8 @@ async def probe(backend: Backend, endpoint: Endpoint) -> Probe:
                 listed.status == 200 and not result.models and backend.model_setting)):
             dialect = backend.dialect
             body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}],
-                                    dialect.max_tokens_param: 1 + dialect.stops_short_by,
+                                    # 2: servers that stop one short fail at 1
+                                    dialect.max_tokens_param: 2 + dialect.stops_short_by,
                                     "stream": False}
             if dialect.model_field != "omit" and endpoint.model:
                 body["model"] = upstream_model(dialect, endpoint.model)

@@ -19,6 +19,8 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +33,7 @@ from anyclaude.translate.schemas import clean_schema
 from tests.e2e.test_launch import Run, run_env
 from tests.support import mlx_servers
 from tests.support.claude_code import claude_path, headless_env
-from tests.support.mlx_server import free_port
+from tests.support.mlx_server import free_port, port_open, server_env, terminate_tree
 from tests.support.tiny_model import (
     DEFAULT_SENTENCE,
     DEFAULT_TOOL_ARGUMENTS,
@@ -233,3 +235,85 @@ def test_claude_code_tools_compile_in_mlx_textgens_grammar(tmp_path: Path) -> No
         original["input_schema"], "minimal")}} for t, original in zip(
             offered, json.loads(client_tools), strict=True)]
     assert compile_in_textgen(raw).returncode != 0
+
+
+# -- doctor's verdict matches what happens -----------------------------------------------------
+
+
+def doctor(tmp: Path, mode: str, url: str, model: Path | str) -> dict[str, dict[str, Any]]:
+    prefix = ENV_PREFIX.get(mode, "ANYCLAUDE_OPENAI")
+    env = run_env(tmp, mode, ANYCLAUDE_CLAUDE_PATH=str(claude_path()),
+                  **{f"{prefix}_URL": url, f"{prefix}_MODEL": str(model)})
+    done = subprocess.run([sys.executable, "-m", "anyclaude", "doctor", "--json"], env=env,
+                          cwd=tmp / "project", capture_output=True, text=True, timeout=120)
+    rows: list[dict[str, Any]] = json.loads(done.stdout)
+    return {row["check"]: row for row in rows}
+
+
+def base_url(served: Served) -> str:
+    return f"http://127.0.0.1:{served.port}/v1"
+
+
+def test_doctor_in_the_servers_own_mode(served: Served, tmp_path: Path) -> None:
+    """Tool calls work on three of them; on mlx-textgen the scripted model's call breaks in
+    its grammar (HTTP 500), and doctor says so."""
+    model = build_scripted_model(default_models_dir() / "scripted")
+    found = doctor(tmp_path, served.mode, base_url(served), model)
+    assert found["backend-server"]["status"] == "ok", found["backend-server"]
+    expected = "fail" if served.mode == "mlx-textgen" else "ok"
+    assert found["tool-calls"]["status"] == expected, found["tool-calls"]
+
+
+@pytest.mark.parametrize("served", TOOL_ROUND_TRIP, indirect=True)
+def test_doctor_in_openai_mode(served: Served, tmp_path: Path) -> None:
+    """An empty or FastMLX-shaped model listing is no failure; FastMLX's 422 on OpenAI
+    tools is, in openai mode (its own mode sends no tools)."""
+    model = build_scripted_model(default_models_dir() / "scripted")
+    found = doctor(tmp_path, "openai", base_url(served), model)
+    assert found["backend-server"]["status"] == "ok", found["backend-server"]
+    tools = found["tool-calls"]
+    if served.mode == "fastmlx":
+        assert tools["status"] == "fail" and "body.tools.0" in tools["found"], tools
+    else:
+        assert tools["status"] == "ok", tools
+
+
+@contextlib.contextmanager
+def started_by_hand(argv: list[str], port: int, log: Path) -> Iterator[None]:
+    """A server started outside anyclaude, taken down (its whole tree) at the end."""
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=server_env(), stdin=subprocess.DEVNULL, stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not port_open("127.0.0.1", port):
+            assert proc.poll() is None and time.monotonic() < deadline, log.read_text()[-2000:]
+            time.sleep(0.2)
+        yield
+    finally:
+        terminate_tree(proc.pid)
+
+
+def test_doctor_sees_mlx_openai_server_without_its_tool_parser(tmp_path: Path) -> None:
+    model = build_scripted_model(default_models_dir() / "scripted")
+    port = free_port()
+    argv = [str(mlx_servers.require("mlx-openai-server")), "launch", "--model-path", str(model),
+            "--model-type", "lm", "--host", "127.0.0.1", "--port", str(port), "--no-log-file"]
+    with started_by_hand(argv, port, tmp_path / "server.log"):
+        found = doctor(tmp_path, "mlx-openai-server", f"http://127.0.0.1:{port}/v1", model)
+    tools = found["tool-calls"]
+    assert tools["status"] == "fail" and "--tool-call-parser" in tools["fix"], tools
+
+
+def test_doctor_sees_mlx_textgen_failing_every_generation(tmp_path: Path) -> None:
+    """Without the Linux shim every generation fails inside mlx-textgen, while its model
+    listing answers."""
+    mlx_servers.require("mlx-textgen")
+    model = build_scripted_model(default_models_dir() / "scripted")
+    port = free_port()
+    unpatched = mlx_servers.root() / "mlx-textgen" / "bin" / "mlx_textgen"
+    argv = [str(unpatched), "serve", "-m", str(model), "--host", "127.0.0.1", "-p", str(port)]
+    with started_by_hand(argv, port, tmp_path / "server.log"):
+        found = doctor(tmp_path, "mlx-textgen", f"http://127.0.0.1:{port}/v1", model)
+    server = found["backend-server"]
+    assert server["status"] == "fail" and "1-token" in server["found"], server
