@@ -4,13 +4,23 @@ Importing `mlx_omni_server.main` sets up Kokoro text-to-speech, which downloads 
 model (no network here) and, through its vocoder, builds a Metal kernel (no Metal on
 Linux). The chat routes need neither, so the speech-to-text, text-to-speech and image
 modules are replaced by empty routers and the grapheme-to-phoneme class by a no-op, before
-the server module is imported. Nothing on the chat path is changed.
+the server module is imported. Its embeddings service fetches tiktoken encodings from the
+internet at import (for token counts only): that lookup fails at once instead. Nothing on
+the chat path is changed.
 """
 
 import sys
 import types
 
+import tiktoken
 from fastapi import APIRouter
+
+
+def _offline_encoding(name: str) -> tiktoken.Encoding:
+    raise ValueError(f"tiktoken encoding {name} is not fetched in tests (offline)")
+
+
+tiktoken.get_encoding = _offline_encoding
 
 
 def _module(name: str, **attributes: object) -> types.ModuleType:
