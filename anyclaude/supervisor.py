@@ -35,6 +35,7 @@ from anyclaude.processes import (
     terminate,
     tree,
 )
+from anyclaude.translate.errors import backend_message
 
 POLL_S = 0.2
 TAIL_LINES = 15
@@ -294,7 +295,7 @@ class Supervisor:
             status, text = await self._attempt(session, url, body, deadline)
             if status == 200:
                 return
-            last = f"HTTP {status}: {text[:200]}" if status else text
+            last = f"HTTP {status}: {backend_message(text.encode())[:200]}" if status else text
             if 400 <= status < 500:
                 where = f"its last log lines are below (full log: {self.log_path})" \
                     if self.log_path else f"check {self.backend.model_setting}"
