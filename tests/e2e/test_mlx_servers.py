@@ -317,3 +317,17 @@ def test_doctor_sees_mlx_textgen_failing_every_generation(tmp_path: Path) -> Non
         found = doctor(tmp_path, "mlx-textgen", f"http://127.0.0.1:{port}/v1", model)
     server = found["backend-server"]
     assert server["status"] == "fail" and "1-token" in server["found"], server
+
+
+def test_omni_without_a_model_is_named_at_start(tmp_path: Path) -> None:
+    """MLX-Omni-Server loads the model each request names: without the setting, anyclaude
+    warns and its 1-token check fails with the field path, instead of every request failing."""
+    port = free_port()
+    env = run_env(tmp_path, "mlx-omni-server", PROXY_ONLY="true",
+                  MLX_OMNI_SERVER_URL=f"http://127.0.0.1:{port}/v1",
+                  MLX_OMNI_SERVER_EXECUTABLE=str(mlx_servers.require("mlx-omni-server")))
+    run = Run([], env, tmp_path / "project")
+    assert run.finish(timeout=300) != 0
+    assert "MLX_OMNI_SERVER_MODEL is not set" in run.stderr
+    assert "body.model: Field required" in run.stderr, run.stderr
+    run.assert_nothing_left(port)
