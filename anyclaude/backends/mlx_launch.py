@@ -1,26 +1,14 @@
-"""What every MLX server anyclaude starts has in common: the environment it runs in and
-how its command is found.
-
-On Linux, mlx's CPU build ships a slow reference BLAS; Debian's OpenBLAS, preloaded, makes
-float32 matmul ~50x faster. Doctor reports that preload, so every MLX launch plan applies it.
-"""
+"""What every MLX server anyclaude starts has in common: the environment it runs in
+(`mlx_lm.mlx_env`: OpenBLAS preloaded on Linux, ~50x faster float32 matmul with mlx's CPU
+build) and how its command is found."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 
 from anyclaude.backends.base import Endpoint, LaunchPlan
-from anyclaude.backends.mlx_lm import openblas_path
+from anyclaude.backends.mlx_lm import mlx_env
 from anyclaude.backends.net import host_port
-
-
-def mlx_env() -> dict[str, str]:
-    """`LD_PRELOAD` of OpenBLAS on Linux when it is installed, else nothing."""
-    openblas = openblas_path()
-    if sys.platform.startswith("linux") and openblas.exists():
-        return {"LD_PRELOAD": str(openblas)}
-    return {}
 
 
 def port_of(endpoint: Endpoint) -> str:

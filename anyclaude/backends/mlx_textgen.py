@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from anyclaude.backends.base import Backend, Dialect, Endpoint, LaunchPlan, Option, Requirement
-from anyclaude.backends.mlx_launch import mlx_env
+from anyclaude.backends.mlx_lm import mlx_env
 from anyclaude.backends.net import host_port
 
 
