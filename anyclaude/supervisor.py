@@ -40,6 +40,9 @@ from anyclaude.translate.errors import backend_message
 POLL_S = 0.2
 TAIL_LINES = 15
 CONFIRM_ATTEMPT_S = 5.0
+FAILED_GENERATIONS = 3
+"""Consecutive HTTP 500 answers to the readiness request that mean every generation fails
+(mlx-textgen on Linux), rather than a model still loading."""
 """A 1-token request unanswered this long is sent again: mlx-lm never answers one queued
 while its model failed to load, but answers the next at once (404)."""
 COMMAND_TIMEOUT_S = 60.0
@@ -290,13 +293,14 @@ class Supervisor:
         if dialect.model_field != "omit" and self.endpoint.model:
             body["model"] = upstream_model(dialect, self.endpoint.model)
         url = self.endpoint.url.rstrip("/") + "/chat/completions"
-        last = "no answer yet"
+        last, errors = "no answer yet", 0
         while time.monotonic() < deadline:
             status, text = await self._attempt(session, url, body, deadline)
             if status == 200:
                 return
             last = f"HTTP {status}: {backend_message(text.encode())[:200]}" if status else text
-            if 400 <= status < 500:
+            errors = errors + 1 if status == 500 else 0
+            if 400 <= status < 500 or errors >= FAILED_GENERATIONS:
                 where = f"its last log lines are below (full log: {self.log_path})" \
                     if self.log_path else f"check {self.backend.model_setting}"
                 raise BackendError(f"{self.name.capitalize()} failed a 1-token test request "
