@@ -331,3 +331,19 @@ def test_omni_without_a_model_is_named_at_start(tmp_path: Path) -> None:
     assert "MLX_OMNI_SERVER_MODEL is not set" in run.stderr
     assert "body.model: Field required" in run.stderr, run.stderr
     run.assert_nothing_left(port)
+
+
+def test_mlx_textgen_failing_every_generation_is_not_called_ready(tmp_path: Path) -> None:
+    """Unpatched on Linux, mlx-textgen lists its model but fails every generation: anyclaude
+    says so at start instead of calling it ready."""
+    mlx_servers.require("mlx-textgen")
+    model = build_scripted_model(default_models_dir() / "scripted")
+    port = free_port()
+    env = run_env(tmp_path, "mlx-textgen", PROXY_ONLY="true", MLX_TEXTGEN_MODEL=str(model),
+                  MLX_TEXTGEN_URL=f"http://127.0.0.1:{port}/v1", MLX_TEXTGEN_EXECUTABLE=str(
+                      mlx_servers.root() / "mlx-textgen" / "bin" / "mlx_textgen"))
+    run = Run([], env, tmp_path / "project")
+    assert run.finish(timeout=300) != 0
+    assert "failed a 1-token test request (HTTP 500" in run.stderr, run.stderr
+    assert "is ready" not in run.stderr
+    run.assert_nothing_left(port)
