@@ -7,6 +7,7 @@ forwarded anywhere but the configured backend; unknown paths get a 404 here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import re
@@ -19,7 +20,8 @@ from aiohttp import web
 from anyclaude.proxy import messages, passthrough
 from anyclaude.proxy.background import classify
 from anyclaude.proxy.config import ProxyConfig
-from anyclaude.proxy.keys import REQUEST_ID
+from anyclaude.proxy.keys import REQUEST_ID, ROUTE
+from anyclaude.routing import AGENT_HEADER, Route
 from anyclaude.translate import ids
 from anyclaude.translate.errors import STATUS_TYPES, AnthropicError, invalid_request
 from anyclaude.translate.request import to_openai
@@ -123,13 +125,19 @@ async def create_message(request: web.Request) -> web.StreamResponse:
                                      request.headers, raw)
     body = validate_messages_request(raw)
     reason = classify(body)
-    plan = await messages.plan_request(config, body, background=reason is not None)
+    side = reason is not None or AGENT_HEADER in request.headers
+    route = request[ROUTE] = config.router.pick(str(body.get("model")), side=side)
+    plan = await messages.plan_request(config, body, background=side, route=route)
     if reason == "probe":
         return await messages.probe(config, request, plan)
-    if config.warmup is not None and not plan.background:
+    on_main = route.url == config.endpoint.url
+    if config.warmup is not None and not plan.background and route.role == "main":
         await config.warmup.before(plan.body)
         config.warmup.record(plan.body)
-    async with config.gate.hold(background=plan.background):
+    # Only the main server's requests queue behind the conversation; the small model's own
+    # server answers side work at once.
+    gate = config.gate.hold(background=plan.background) if on_main else contextlib.nullcontext()
+    async with gate, config.router.use(route, config.tell):
         if plan.client_stream:
             return await messages.stream(config, request, plan)
         return await messages.complete(config, request, plan)
@@ -146,30 +154,37 @@ async def count_tokens(request: web.Request) -> web.Response:
                              headers={"request-id": request[REQUEST_ID]})
 
 
-def _model_info(config: ProxyConfig) -> dict[str, Any]:
-    name = config.endpoint.model or f"anyclaude-{config.backend.name}"
-    info: dict[str, Any] = {"type": "model", "id": name, "display_name": name,
+def _model_info(config: ProxyConfig, route: Route) -> dict[str, Any]:
+    info: dict[str, Any] = {"type": "model", "id": route.id, "display_name": route.display,
+                            "description": route.description,
                             "created_at": "2025-01-01T00:00:00Z"}
-    if config.context_window:
-        info["max_input_tokens"] = config.context_window
+    window = route.window or config.context_window
+    if window:
+        info["max_input_tokens"] = window
     if config.max_output_tokens:
         info["max_tokens"] = config.max_output_tokens
     return info
 
 
 async def list_models(request: web.Request) -> web.Response:
-    info = _model_info(request.app[CONFIG])
-    return web.json_response({"data": [info], "has_more": False, "first_id": info["id"],
-                              "last_id": info["id"]}, headers={"request-id": request[REQUEST_ID]})
+    """The models to choose from, for Claude Code's /model picker (gateway model discovery;
+    ids as `anyclaude.routing` makes them)."""
+    config = request.app[CONFIG]
+    infos = [_model_info(config, route) for route in config.router.listing()]
+    return web.json_response({"data": infos, "has_more": False, "first_id": infos[0]["id"],
+                              "last_id": infos[-1]["id"]},
+                             headers={"request-id": request[REQUEST_ID]})
 
 
 async def get_model(request: web.Request) -> web.Response:
-    info = _model_info(request.app[CONFIG])
-    if request.match_info["model_id"] != info["id"]:
+    config, asked = request.app[CONFIG], request.match_info["model_id"]
+    route = config.router.find(asked)
+    if route is None:
         raise AnthropicError(404, "not_found_error",
-                             f"Model {request.match_info['model_id']!r} not found; this proxy "
-                             f"serves {info['id']!r}.")
-    return web.json_response(info, headers={"request-id": request[REQUEST_ID]})
+                             f"Model {asked!r} not found; this proxy serves "
+                             f"{', '.join(repr(r.id) for r in config.router.listing())}.")
+    return web.json_response(_model_info(config, route),
+                             headers={"request-id": request[REQUEST_ID]})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -178,7 +193,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def _close_upstream(app: web.Application) -> None:
-    await app[CONFIG].upstream.close()
+    await app[CONFIG].close()
 
 
 def create_app(config: ProxyConfig) -> web.Application:

@@ -19,8 +19,9 @@ import orjson
 from aiohttp import web
 
 from anyclaude.proxy.config import ProxyConfig
-from anyclaude.proxy.keys import REQUEST_ID
+from anyclaude.proxy.keys import REQUEST_ID, ROUTE
 from anyclaude.proxy.stats import RequestRecord
+from anyclaude.routing import Route
 from anyclaude.translate import errors
 from anyclaude.translate.errors import AnthropicError
 from anyclaude.translate.request import Limits, Plan, apply_limits, to_openai
@@ -41,14 +42,14 @@ def _dumps(obj: Any) -> str:
 
 
 async def plan_request(config: ProxyConfig, body: dict[str, Any], *,
-                       background: bool = False) -> Plan:
-    """Translate, with `max_tokens` clamped to the context window (prompt size estimated,
-    counted exactly when it comes close to the window)."""
-    model = await config.upstream.model()
-    if background and config.small_model:
-        model = config.small_model
-    window = config.context_window
-    plan = to_openai(body, config.backend.dialect, model=model, tool_calls=config.tool_calls)
+                       background: bool = False, route: Route | None = None) -> Plan:
+    """Translate for the route's model, with `max_tokens` clamped to its context window
+    (prompt size estimated, counted exactly when it comes close to the window)."""
+    route = route or config.router.main
+    model = route.model or await config.upstream_for(route).model()
+    window = route.window or config.context_window
+    plan = to_openai(body, route.dialect(config.backend.dialect), model=model,
+                     tool_calls=config.tool_calls)
     prompt = config.tokens.estimate(plan.body)
     if window and prompt > 0.8 * window:
         prompt = config.tokens.count(plan.body)
@@ -68,10 +69,13 @@ class Exchange:
 
     def __post_init__(self) -> None:
         self.translator = StreamTranslator(self.plan)
+        self.route = self.request.get(ROUTE) or self.config.router.main
+        self.upstream = self.config.upstream_for(self.route)
         self.record = RequestRecord(mode=self.config.backend.name,
                                     model=self.plan.requested_model,
                                     stream=self.plan.client_stream, started=self.started,
-                                    background=self.plan.background)
+                                    background=self.plan.background,
+                                    served=self.route.display, role=self.route.role)
         tracer = self.config.tracer
         self.tracing = tracer is not None and tracer.level >= 2
         self.events: list[Event] = []
@@ -99,9 +103,9 @@ class Exchange:
         """Send the request; an HTTP error status becomes an AnthropicError."""
         config, plan = self.config, self.plan
         if config.tracer is not None:
-            config.tracer.upstream_request(self.request_id, config.upstream.url(CHAT_PATH),
+            config.tracer.upstream_request(self.request_id, self.upstream.url(CHAT_PATH),
                                            plan.body, plan.notes)
-        response = await config.upstream.post_json(CHAT_PATH, plan.body)
+        response = await self.upstream.post_json(CHAT_PATH, plan.body)
         if response.status < 400:
             return response
         try:
@@ -111,8 +115,8 @@ class Exchange:
         self.upstream_bytes(data)
         raise errors.from_backend(
             response.status, data, response.headers.get("Content-Type", ""),
-            url=config.backend_url, prompt_estimate=plan.prompt_tokens,
-            window=config.context_window, max_tokens=plan.max_tokens,
+            url=self.upstream.endpoint.url, prompt_estimate=plan.prompt_tokens,
+            window=self.route.window or config.context_window, max_tokens=plan.max_tokens,
             model_setting=config.backend.model_setting)
 
     def finish(self, error: AnthropicError | None = None) -> None:
