@@ -85,7 +85,8 @@ class Supervisor:
     def __init__(self, backend: Backend, endpoint: Endpoint, options: Mapping[str, str | None],
                  *, log_dir: Path, startup_timeout: float, console: Console,
                  grace: float = timeouts.STOP_GRACE_S, keep_alive: float = 0.0,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None, role: str | None = None,
+                 progress: bool = True) -> None:
         self.backend = backend
         self.endpoint = endpoint
         self.options = options
@@ -101,6 +102,10 @@ class Supervisor:
         self.lease: keep.Lease | None = None
         """Set when the server is a kept one (started by this run or an earlier one)."""
         self.ready = False
+        self.role = role
+        """What the server is for, in its name (`the mlx-lm server for the small model`)."""
+        self.progress = progress
+        """Show a live progress line while it starts (one at a time: rich allows one)."""
         self._stop_commands: list[list[str]] = []
         self._known: dict[int, psutil.Process] = {}
         self._stopping = False
@@ -108,7 +113,7 @@ class Supervisor:
 
     @property
     def name(self) -> str:
-        return f"the {self.backend.name} server"
+        return f"the {self.backend.name} server" + (f" for the {self.role}" if self.role else "")
 
     @property
     def health_url(self) -> str:
@@ -319,7 +324,7 @@ class Supervisor:
 
     @contextlib.contextmanager
     def _progress(self) -> Iterator[Callable[[str], None]]:
-        if not self.console.is_terminal:  # a log file gets the start and ready lines only
+        if not self.console.is_terminal or not self.progress:  # start and ready lines only
             yield lambda phase: None
             return
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
