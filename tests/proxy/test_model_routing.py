@@ -72,16 +72,16 @@ async def test_side_work_is_answered_while_the_main_answer_streams(
     main, small = servers
     main.reply(LONG)
     async with serving("mlx-lm", url=main.url, model="org/main",
-                       routes=routes(main, small)) as proxy:
-        async with proxy.sdk.messages.stream(model="org/main", max_tokens=3000,
-                                             messages=HI) as conversation:
-            await anext(aiter(conversation))  # the main answer has started
-            side = await proxy.sdk.messages.create(model=BACKGROUND_MODEL, max_tokens=20,
-                                                   messages=HI)
-            assert side.content[0].text == "from small"  # type: ignore[union-attr]
-            finished = [r.role for r in proxy.config.stats.records]
-            assert finished == ["small"], "answered while the main answer is still streaming"
-            assert len(main.requests) == 1, "the main server saw nothing of the side work"
+                       routes=routes(main, small)) as proxy, \
+            proxy.sdk.messages.stream(model="org/main", max_tokens=3000,
+                                      messages=HI) as conversation:
+        await anext(aiter(conversation))  # the main answer has started
+        side = await proxy.sdk.messages.create(model=BACKGROUND_MODEL, max_tokens=20,
+                                               messages=HI)
+        assert side.content[0].text == "from small"  # type: ignore[union-attr]
+        finished = [r.role for r in proxy.config.stats.records]
+        assert finished == ["small"], "answered while the main answer is still streaming"
+        assert len(main.requests) == 1, "the main server saw nothing of the side work"
 
 
 async def test_without_a_small_server_side_work_waits_for_the_main_answer(
