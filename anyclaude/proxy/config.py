@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -16,6 +17,8 @@ from anyclaude.proxy.upstream import ConnectorFactory, Upstream
 
 if TYPE_CHECKING:
     from anyclaude.warmup import WarmUp
+
+log = logging.getLogger("anyclaude.proxy")
 
 MAX_BODY = 32 * 1024 * 1024
 """Anthropic's own request limit; long Claude Code sessions with images come close."""
@@ -88,6 +91,8 @@ class ProxyConfig:
         return self.upstream if route is None else self.upstreams[route.url]
 
     def tell(self, message: str) -> None:
+        """On the console (over Claude Code's screen, which soon redraws) and in the log."""
+        log.info("%s", message)
         if self.notify is not None:
             self.notify(message)
 
