@@ -65,7 +65,7 @@ def small_supervisor(settings: Settings, url: str, console: Console) -> Supervis
                       log_dir=settings.state_dir / "logs",
                       startup_timeout=settings.startup_timeout, console=console,
                       keep_alive=settings.keep_alive, state_dir=settings.state_dir,
-                      role=SMALL_ROLE, progress=False)
+                      role=SMALL_ROLE, model_setting="ANYCLAUDE_SMALL_MODEL", progress=False)
 
 
 async def start_servers(main: Supervisor, small: Supervisor | None, console: Console) -> bool:

@@ -14,9 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from anyclaude.keep import client, state
+from tests.e2e.test_keep_alive import cli, gone
 from tests.e2e.test_launch import Run, mlx_env
 from tests.support.claude_code import CLAUDE_VERSIONS, claude_path
-from tests.support.mlx_server import free_port
+from tests.support.mlx_server import free_port, port_open
 from tests.support.tiny_model import (
     DEFAULT_SENTENCE,
     build_scripted_model,
@@ -81,4 +83,50 @@ def test_a_subagent_runs_on_the_small_server_and_the_main_cache_stays_warm(
     assert (logs / f"mlx-lm-{port}.log").read_text().count("POST /v1/chat/completions") \
         == len(main) + 1, "the main server answered the main turns only (and its readiness)"
     assert "scripted-small (small model)" in run.stderr, "the exit summary names both models"
+    run.assert_nothing_left(port, small_port)
+
+
+def test_the_small_models_server_is_kept_found_again_by_port_listed_and_stopped(
+        tmp_path: Path, tiny_model: Path, small: Path, launch: Callable[..., Run]) -> None:
+    """Without `small_port` the small model's server takes the first free port after the
+    main one's; the next run finds the kept one there again (not a second server)."""
+    port = free_port()
+    env = mlx_env(tmp_path, tiny_model, port, ANYCLAUDE_SMALL_MODEL=str(small),
+                  ANYCLAUDE_KEEP_ALIVE="10m")
+    say_hi = ["-p", "say hi", "--output-format", "json", "--tools", ""]
+    try:
+        first = launch(say_hi, env)
+        assert first.finish() == 0, first.stderr
+        assert "Keeping the mlx-lm server for the small model running for 10m" in first.stderr
+        records = {r.model: r for r in state.load_all(tmp_path / "state")}
+        small_record = records[str(small)]
+        small_port = int(small_record.url.rsplit(":", 1)[1].split("/")[0])
+        assert small_port > port and port_open("127.0.0.1", small_port)
+
+        second = launch(say_hi, env)
+        assert second.finish() == 0, second.stderr
+        assert "Using the mlx-lm server for the small model anyclaude kept running at " \
+               f"{small_record.url}" in second.stderr
+        assert [r.server_pid for r in state.load_all(tmp_path / "state")
+                if r.model == str(small)] == [small_record.server_pid]
+        listed = cli(["status"], env, tmp_path / "project")
+        assert str(small) in listed.stdout and small_record.url in listed.stdout
+        stopped = cli(["stop"], env, tmp_path / "project")
+        assert small_record.url in stopped.stderr
+        assert gone(small_record.server_pid, small_port)
+    finally:
+        client.stop_all(tmp_path / "state")
+
+
+def test_a_small_model_that_cannot_start_is_a_warning_and_the_main_model_answers(
+        tmp_path: Path, tiny_model: Path, launch: Callable[..., Run]) -> None:
+    port, small_port = free_port(), free_port()
+    missing = tmp_path / "no-such-model"
+    run = launch(["-p", "say hi", "--output-format", "json", "--tools", ""],
+                 mlx_env(tmp_path, tiny_model, port, ANYCLAUDE_SMALL_MODEL=str(missing),
+                         ANYCLAUDE_SMALL_PORT=str(small_port)))
+    assert run.finish() == 0, run.stderr
+    assert json.loads(run.out[-1])["result"] == DEFAULT_SENTENCE
+    assert f"[anyclaude] Warning: ANYCLAUDE_SMALL_MODEL names the folder {missing}" in run.stderr
+    assert "Side work goes to the main model instead." in run.stderr
     run.assert_nothing_left(port, small_port)
