@@ -14,13 +14,21 @@ from pathlib import Path
 
 import pytest
 
-from anyclaude.keep import client, state
+from anyclaude import backends
+from anyclaude.backends.base import Endpoint
+from anyclaude.keep import state
+from anyclaude.keep.client import stop_all
+from anyclaude.proxy.background import BACKGROUND_MODEL
+from anyclaude.proxy.config import ProxyConfig
+from anyclaude.routing import build
 from tests.e2e.test_keep_alive import cli, gone
 from tests.e2e.test_launch import Run, mlx_env
 from tests.support.claude_code import CLAUDE_VERSIONS, claude_path
-from tests.support.mlx_server import free_port, port_open
+from tests.support.mlx_server import free_port, port_open, running_mlx_server
+from tests.support.proxy import TOKEN, ThreadedProxy, client
 from tests.support.tiny_model import (
     DEFAULT_SENTENCE,
+    build_random_model,
     build_scripted_model,
     default_models_dir,
 )
@@ -115,7 +123,7 @@ def test_the_small_models_server_is_kept_found_again_by_port_listed_and_stopped(
         assert small_record.url in stopped.stderr
         assert gone(small_record.server_pid, small_port)
     finally:
-        client.stop_all(tmp_path / "state")
+        stop_all(tmp_path / "state")
 
 
 def test_a_small_model_that_cannot_start_is_a_warning_and_the_main_model_answers(
@@ -130,3 +138,25 @@ def test_a_small_model_that_cannot_start_is_a_warning_and_the_main_model_answers
     assert f"[anyclaude] Warning: ANYCLAUDE_SMALL_MODEL names the folder {missing}" in run.stderr
     assert "Side work goes to the main model instead." in run.stderr
     run.assert_nothing_left(port, small_port)
+
+
+def test_side_work_is_answered_by_the_small_server_while_the_main_one_generates(
+        small: Path) -> None:
+    """Two real mlx-lm servers behind the proxy: a side request (the Haiku alias) is answered
+    while the main answer is still streaming, and the main server never sees it."""
+    big = build_random_model(default_models_dir() / "random")
+    backend = backends.get("mlx-lm")
+    assert backend is not None
+    with running_mlx_server(big) as main, running_mlx_server(small) as side:
+        endpoint = Endpoint(main.base_url, main.model)
+        routes = build(backend, endpoint, small_model=side.model, small_url=side.base_url)
+        config = ProxyConfig(backend=backend, endpoint=endpoint, token=TOKEN, routes=routes)
+        with ThreadedProxy(config) as proxy, client(proxy) as sdk, sdk.messages.stream(
+                model=main.model, max_tokens=4000,
+                messages=[{"role": "user", "content": "write a long story"}]) as story:
+            next(iter(story))  # the main answer is streaming
+            answer = sdk.messages.create(model=BACKGROUND_MODEL, max_tokens=20,
+                                         messages=[{"role": "user", "content": "a title?"}])
+            assert answer.content[0].text == SMALL_SENTENCE  # type: ignore[union-attr]
+            assert [r.role for r in config.stats.records] == ["small"], "main still streaming"
+        assert main.log_text().count("POST /v1/chat/completions") == 2, "readiness + main"
