@@ -160,3 +160,18 @@ def test_side_work_is_answered_by_the_small_server_while_the_main_one_generates(
             assert answer.content[0].text == SMALL_SENTENCE  # type: ignore[union-attr]
             assert [r.role for r in config.stats.records] == ["small"], "main still streaming"
         assert main.log_text().count("POST /v1/chat/completions") == 2, "readiness + main"
+
+
+@pytest.mark.parametrize("name", ["scripted-small", "anthropic/scripted-small"])
+def test_model_naming_a_configured_model_routes_the_conversation_there(
+        tmp_path: Path, tiny_model: Path, small: Path, launch: Callable[..., Run],
+        name: str) -> None:
+    """`--model` works with Claude Code versions whose picker does not ask the proxy (2.1.197
+    under anyclaude): the chosen model answers, loaded in place of the main one."""
+    port = free_port()
+    run = launch(["-p", "say hi", "--output-format", "json", "--tools", "", "--model", name],
+                 mlx_env(tmp_path, tiny_model, port, ANYCLAUDE_MODELS=str(small)))
+    assert run.finish() == 0, run.stderr
+    assert json.loads(run.out[-1])["result"] == SMALL_SENTENCE
+    assert "Loading scripted-small on the mlx-lm server in place of scripted" in run.stderr
+    run.assert_nothing_left(port)

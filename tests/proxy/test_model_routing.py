@@ -104,3 +104,20 @@ async def test_without_a_small_server_side_work_waits_for_the_main_answer(
         await first
     assert order == ["main", "side"]
     assert small.requests == []
+
+
+async def test_on_lm_studio_the_small_and_chosen_models_are_names_on_the_same_server() -> None:
+    backend = backends.get("lmstudio")
+    assert backend is not None
+    with ScriptedBackend("lmstudio", model="qwen/main", strict_model=False) as server:
+        table = build(backend, Endpoint(server.url, "qwen/main"), small_model="qwen/small",
+                      models=["qwen/other"])
+        async with serving("lmstudio", url=server.url, model="qwen/main",
+                           routes=table) as proxy:
+            for model, headers in (("qwen/main", {}), (BACKGROUND_MODEL, {}),
+                                   ("qwen/main", {AGENT_HEADER: "a1"}),
+                                   ("anthropic/other", {})):
+                await proxy.sdk.messages.create(model=model, max_tokens=20, messages=HI,
+                                                extra_headers=headers)
+    assert [r.model for r in server.requests] == [
+        "qwen/main", "qwen/small", "qwen/small", "qwen/other"]
