@@ -35,7 +35,7 @@ from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.server import ProxyServer
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
-from anyclaude.routing import Routes
+from anyclaude.routing import Routes, picker_labels
 from anyclaude.settings import Settings
 from anyclaude.supervisor import Supervisor, note
 
@@ -97,10 +97,13 @@ def claude_env(settings: Settings, proxy_url: str, window: int | None,
         env[TOKEN_VAR] = token
         env.pop("ANTHROPIC_API_KEY", None)  # the user's own key has no business here
         model = model_name(settings.endpoint.model, settings.mode)
-        for var in MODEL_VARS:
-            env[var] = env.get(var) or model
-        # The proxy recognises background work by this name and routes it to `small_model`.
-        env[HAIKU_VAR] = env.get(HAIKU_VAR) or BACKGROUND_MODEL
+        ours = {var: (model if var in MODEL_VARS else BACKGROUND_MODEL)
+                for var in (*MODEL_VARS, HAIKU_VAR) if not env.get(var)}
+        env.update(ours)  # the proxy routes Haiku-tier work by BACKGROUND_MODEL
+        if settings.models or settings.small_model:  # the /model picker's own entries
+            labels = picker_labels(settings.mode, settings.endpoint.model, settings.small_model)
+            env.update({f"{var}_{part}": text for var in ours
+                        for part, text in labels[var == HAIKU_VAR].items()})
         if settings.models:  # the /model picker asks the proxy for them
             env.setdefault(DISCOVERY_VAR, "1")
     env.setdefault("CLAUDE_CODE_ATTRIBUTION_HEADER", "0")

@@ -131,9 +131,10 @@ class Routes:
         return named or self.main
 
     def listing(self) -> list[Route]:
-        """What `/v1/models` lists: the main model, then the models to choose from."""
+        """What `/v1/models` lists: the models to choose from (the picker has the main model
+        already, as its Opus and Sonnet entries), or the main model when there are none."""
         small = [self.small] if self.small is not None and self.small_listed else []
-        return [self.main, *self.choices, *small]
+        return [*self.choices, *small] or [self.main]
 
     def slot(self, url: str) -> Slot:
         return self.loaded.setdefault(url, Slot())
@@ -178,6 +179,18 @@ class Slot:
 
     def _same(self, route: Route, main: Route) -> bool:
         return (self.route or main).id == route.id
+
+
+def picker_labels(mode: str, main_model: str | None,
+                  small_model: str | None) -> tuple[dict[str, str], dict[str, str]]:
+    """The names and descriptions Claude Code's /model picker shows for its own entries
+    (the `_NAME` and `_DESCRIPTION` of its model variables): the main model's, then the
+    Haiku tier's, which is side work."""
+    main = short_name(main_model) if main_model else model_name(None, mode)
+    side = short_name(small_model) if small_model else "side work"
+    return ({"NAME": main, "DESCRIPTION": f"{main_model or main} ({mode}, main model)"},
+            {"NAME": side, "DESCRIPTION": f"{small_model} (small model for side work)"
+             if small_model else "side work on the main model"})
 
 
 # -- building the routes from the settings ------------------------------------------------

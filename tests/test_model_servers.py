@@ -58,3 +58,16 @@ def test_claude_code_asks_for_the_models_only_when_there_are_some(tmp_path: Path
     own = claude_env(load(tmp_path, ANYCLAUDE_MODELS="org/a"), f"http://127.0.0.1:{port}",
                      None, {DISCOVERY_VAR: "0"})
     assert own[DISCOVERY_VAR] == "0", "the user's own setting is kept"
+
+
+def test_the_pickers_own_entries_are_labelled_when_there_is_more_than_one_model(
+        tmp_path: Path) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    plain = claude_env(load(tmp_path, MLX_LM_MODEL="org/big"), url, None, {})
+    assert not any(var.endswith(("_NAME", "_DESCRIPTION")) for var in plain)
+    env = claude_env(load(tmp_path, MLX_LM_MODEL="org/big", ANYCLAUDE_SMALL_MODEL="org/little"),
+                     url, None, {"ANTHROPIC_DEFAULT_OPUS_MODEL": "my-own"})
+    assert env["ANTHROPIC_DEFAULT_SONNET_MODEL_NAME"] == "big"
+    assert env["ANTHROPIC_DEFAULT_SONNET_MODEL_DESCRIPTION"] == "org/big (mlx-lm, main model)"
+    assert env["ANTHROPIC_DEFAULT_HAIKU_MODEL_NAME"] == "little"
+    assert "ANTHROPIC_DEFAULT_OPUS_MODEL_NAME" not in env, "the user's own model keeps its name"

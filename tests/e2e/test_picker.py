@@ -92,7 +92,8 @@ def test_the_picker_lists_the_configured_models_and_the_choice_answers(
     pane.keys("Enter")
     listed = pane.wait_for("the picker", lambda s: "Select model" in s and "scripted-small" in s)
     assert re.search(r"scripted-small\s+.*(mlx-lm, loads on first use)", listed), listed
-    assert re.search(r"\bscripted\s+.*main model", listed), "the main model by its name"
+    assert re.search(r"\bscripted ✔\s+.*\(mlx-lm, main model\)", listed), "labelled entries"
+    assert re.search(r"side work\s+side work on the main model", listed)
     for _ in range(12):  # move the cursor onto the chosen model
         if any("❯" in line and "scripted-small" in line for line in pane.screen().splitlines()):
             break

@@ -62,8 +62,7 @@ async def test_each_request_goes_to_its_models_server(
         records = proxy.config.stats.records
     assert [m.get("model") for m in (r.json for r in main.requests)] == [None, "org/other"]
     assert len(small.requests) == 3 and all(r.model is None for r in small.requests)
-    assert [(m["id"], m["display_name"]) for m in data] == [
-        ("anthropic/main", "main"), ("anthropic/other", "other")]
+    assert [(m["id"], m["display_name"]) for m in data] == [("anthropic/other", "other")]
     assert [r.role for r in records] == ["main", "small", "small", "choice", "small"]
 
 
