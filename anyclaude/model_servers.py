@@ -112,6 +112,8 @@ def announce(table: routing.Routes, settings: Settings, say: Callable[[str], Non
              small_failed: bool = False) -> None:
     """One line each for what the user asked and cannot have, and for what they can pick
     (a small server that failed to start has said so already)."""
+    if settings.backend.passthrough:
+        return
     if table.refused:
         say(f"Warning: {settings.backend.description} serves only the model it started with, so "
             f"{', '.join(table.refused)} cannot be chosen; use mlx-lm, LM Studio or an openai "
