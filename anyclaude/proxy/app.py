@@ -17,16 +17,16 @@ import orjson
 from aiohttp import web
 
 from anyclaude.proxy import messages, passthrough
-from anyclaude.proxy.background import classify
 from anyclaude.proxy.config import ProxyConfig
-from anyclaude.proxy.keys import REQUEST_ID
+from anyclaude.proxy.keys import CONFIG, REQUEST_ID
 from anyclaude.translate import ids
 from anyclaude.translate.errors import STATUS_TYPES, AnthropicError, invalid_request
-from anyclaude.translate.request import to_openai
+from anyclaude.translate.models import model_info, model_page
+from anyclaude.translate.plan import token_count
+from anyclaude.translate.protocol import ModelInfo
 from anyclaude.translate.validate import validate_messages_request
 
 log = logging.getLogger("anyclaude.proxy")
-CONFIG: web.AppKey[ProxyConfig] = web.AppKey("config", ProxyConfig)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _LOOPBACK_HOST = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|::1)(:\d+)?$", re.I)
@@ -121,43 +121,32 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     if config.tracer is not None:
         config.tracer.client_request(request[REQUEST_ID], request.method, request.path_qs,
                                      request.headers, raw)
-    body = validate_messages_request(raw)
-    reason = classify(body)
-    plan = await messages.plan_request(config, body, background=reason is not None)
-    if reason == "probe":
+    plan = await messages.plan_request(config, validate_messages_request(raw))
+    if plan.background == "probe":
         return await messages.probe(config, request, plan)
-    async with config.gate.hold(background=plan.background):
+    async with config.gate.hold(background=plan.background is not None):
         if plan.client_stream:
             return await messages.stream(config, request, plan)
         return await messages.complete(config, request, plan)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
-    """Answered locally, never forwarded; see `proxy/tokens.py` for exact vs estimated."""
+    """Answered locally, never forwarded: the same planning step as a message, counted
+    exactly when the model's tokenizer is at hand (see `translate/plan.py`)."""
     config = request.app[CONFIG]
     body = validate_messages_request(await read_json(request), count_only=True)
-    plan = to_openai({**body, "max_tokens": 1, "stream": False}, config.backend.dialect,
-                     model=None, tool_calls=config.tool_calls)
-    count = await asyncio.get_running_loop().run_in_executor(None, config.tokens.count, plan.body)
-    return web.json_response({"input_tokens": count},
-                             headers={"request-id": request[REQUEST_ID]})
+    plan = await messages.plan_request(config, body, count_only=True)
+    return web.json_response(token_count(plan), headers={"request-id": request[REQUEST_ID]})
 
 
-def _model_info(config: ProxyConfig) -> dict[str, Any]:
+def _model_info(config: ProxyConfig) -> ModelInfo:
     name = config.endpoint.model or f"anyclaude-{config.backend.name}"
-    info: dict[str, Any] = {"type": "model", "id": name, "display_name": name,
-                            "created_at": "2025-01-01T00:00:00Z"}
-    if config.context_window:
-        info["max_input_tokens"] = config.context_window
-    if config.max_output_tokens:
-        info["max_tokens"] = config.max_output_tokens
-    return info
+    return model_info(name, config.context_window, config.max_output_tokens)
 
 
 async def list_models(request: web.Request) -> web.Response:
-    info = _model_info(request.app[CONFIG])
-    return web.json_response({"data": [info], "has_more": False, "first_id": info["id"],
-                              "last_id": info["id"]}, headers={"request-id": request[REQUEST_ID]})
+    page = model_page(_model_info(request.app[CONFIG]))
+    return web.json_response(page, headers={"request-id": request[REQUEST_ID]})
 
 
 async def get_model(request: web.Request) -> web.Response:

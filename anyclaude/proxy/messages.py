@@ -22,15 +22,13 @@ from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.keys import REQUEST_ID
 from anyclaude.proxy.stats import RequestRecord
 from anyclaude.translate import errors
+from anyclaude.translate.chunks import ChunkStream, probe_events, whole_answer
 from anyclaude.translate.errors import AnthropicError
-from anyclaude.translate.request import Limits, Plan, apply_limits, to_openai
-from anyclaude.translate.sse import Event, SSEDecoder, encode
-from anyclaude.translate.stream import (
-    StreamTranslator,
-    accumulate,
-    merge_deltas,
-    response_chunk,
-)
+from anyclaude.translate.plan import Limits, apply_limits, classify, draft, wants_exact_count
+from anyclaude.translate.protocol import MessagesRequest
+from anyclaude.translate.request import Plan
+from anyclaude.translate.sse import Event, encode
+from anyclaude.translate.stream import StreamTranslator, accumulate, merge_deltas
 
 CHAT_PATH = "/chat/completions"
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
@@ -40,20 +38,23 @@ def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
-async def plan_request(config: ProxyConfig, body: dict[str, Any], *,
-                       background: bool = False) -> Plan:
-    """Translate, with `max_tokens` clamped to the context window (prompt size estimated,
-    counted exactly when it comes close to the window)."""
-    model = await config.upstream.model()
-    if background and config.small_model:
-        model = config.small_model
+async def plan_request(config: ProxyConfig, body: MessagesRequest, *,
+                       count_only: bool = False) -> Plan:
+    """`translate/plan.py`'s planning step, with its I/O: the model name (which may need
+    asking the server) and the exact count, in an executor so the loop keeps serving."""
+    model = None
+    if not count_only:
+        small = config.small_model if classify(body) else None
+        model = small or await config.upstream.model()
+    plan = draft(body, config.backend.dialect, model=model, tool_calls=config.tool_calls,
+                 chars_per_token=config.tokens.chars_per_token, count_only=count_only)
     window = config.context_window
-    plan = to_openai(body, config.backend.dialect, model=model, tool_calls=config.tool_calls)
-    prompt = config.tokens.estimate(plan.body)
-    if window and prompt > 0.8 * window:
-        prompt = config.tokens.count(plan.body)
-    apply_limits(plan, Limits(window, config.max_output_tokens, prompt))
-    plan.background = background
+    if config.tokens.exact and wants_exact_count(plan.prompt_tokens, window,
+                                                 count_only=count_only):
+        plan.prompt_tokens = await asyncio.get_running_loop().run_in_executor(
+            None, config.tokens.count, plan.body)
+    if not count_only:
+        apply_limits(plan, Limits(window, config.max_output_tokens))
     return plan
 
 
@@ -71,7 +72,7 @@ class Exchange:
         self.record = RequestRecord(mode=self.config.backend.name,
                                     model=self.plan.requested_model,
                                     stream=self.plan.client_stream, started=self.started,
-                                    background=self.plan.background)
+                                    background=self.plan.background is not None)
         tracer = self.config.tracer
         self.tracing = tracer is not None and tracer.level >= 2
         self.events: list[Event] = []
@@ -121,10 +122,7 @@ class Exchange:
         record.duration_s = time.monotonic() - self.started
         if error is not None:
             record.status, record.error = error.status, error.message
-        usage = translator.final_usage()
-        record.prompt_tokens = usage["input_tokens"] + usage["cache_read_input_tokens"]
-        record.cached_tokens = usage["cache_read_input_tokens"]
-        record.output_tokens = usage["output_tokens"]
+        record.prompt_tokens, record.cached_tokens, record.output_tokens = translator.counts()
         record.stop_reason = translator.stop_reason() if translator.ended and not error else None
         if translator.usage and translator.usage.prompt_tokens:
             config.tokens.calibrate(self.plan.body, translator.usage.prompt_tokens)
@@ -136,21 +134,10 @@ class Exchange:
         config.stats.add(record)
 
 
-def _whole_answer(data: bytes) -> dict[str, Any] | None:
-    try:
-        return response_chunk(orjson.loads(data))
-    except orjson.JSONDecodeError:
-        return None
-
-
 async def probe(config: ProxyConfig, request: web.Request, plan: Plan) -> web.StreamResponse:
-    """A `max_tokens: 1` probe, answered here: it checks that the API answers, and sending
-    it to the backend would cost a full prefill of its prompt."""
+    """A `max_tokens: 1` probe, answered here (see `chunks.probe_events`)."""
     exchange = Exchange(config, request, plan)
-    translator = exchange.translator
-    events = translator.start() + translator.feed(
-        {"choices": [{"delta": {"content": "OK"}, "finish_reason": "length"}]}
-    ) + translator.finish()
+    events = probe_events(exchange.translator)
     body = exchange.emit(events)
     exchange.finish()
     headers = {"request-id": exchange.request_id}
@@ -174,7 +161,7 @@ async def complete(config: ProxyConfig, request: web.Request, plan: Plan) -> web
         finally:
             response.close()
         exchange.upstream_bytes(data)
-        chunk = _whole_answer(data)
+        chunk = whole_answer(data)
         if chunk is None:
             raise AnthropicError(500, "api_error", "The backend sent an answer that is not a "
                                  "chat completion; check that the URL points at an "
@@ -259,7 +246,7 @@ async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse,
     """A non-streaming upstream answer (mlx-textgen with tools) streamed to the client."""
     data = await upstream.read()
     exchange.upstream_bytes(data)
-    chunk = _whole_answer(data)
+    chunk = whole_answer(data)
     if chunk is None:
         raise errors.mid_stream("it sent an answer that is not a chat completion")
     translator = exchange.translator
@@ -272,8 +259,7 @@ async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse,
                 response: web.StreamResponse) -> None:
     """Upstream SSE -> events, one client write per upstream read."""
     config, translator = exchange.config, exchange.translator
-    decoder = SSEDecoder()
-    saw_done = False
+    chunks = ChunkStream(translator)
     last_data = time.monotonic()
     while True:
         try:
@@ -288,31 +274,11 @@ async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse,
         except aiohttp.ClientPayloadError as exc:
             raise errors.mid_stream(f"the connection broke ({exc})") from exc
         exchange.upstream_bytes(data)
-        events: list[Event] = []
-        for kind, text in decoder.feed(data) if data else decoder.close():
-            if kind == "comment":
-                events.extend(translator.ping())
-            elif text.strip() == "[DONE]":
-                saw_done = True
-            else:
-                events.extend(translator.feed(_chunk(text)))
+        events = chunks.feed(data)
         exchange.first_token()
-        if translator.stopped or saw_done or not data:
-            if not (translator.stopped or saw_done or translator.finish_reason):
-                raise errors.mid_stream("the connection closed before the answer was complete")
-            await _write(response, exchange.emit(merge_deltas(events + translator.finish())))
+        if chunks.over:
+            await _write(response, exchange.emit(merge_deltas(events + chunks.finish())))
             return
         if events:
             last_data = time.monotonic()
             await _write(response, exchange.emit(merge_deltas(events)))
-
-
-def _chunk(text: str) -> object:
-    """One upstream `data:` payload; garbage or an error object fails the stream."""
-    try:
-        parsed = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise errors.mid_stream(f"it sent a chunk that is not valid JSON: {text[:120]!r}") from None
-    if isinstance(parsed, dict) and "error" in parsed and not parsed.get("choices"):
-        raise errors.mid_stream(errors.backend_message(text.encode()))
-    return parsed

@@ -8,6 +8,7 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
+from anyclaude.proxy.keys import CONFIG
 from anyclaude.translate.errors import AnthropicError, unreachable
 
 HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te",
@@ -26,8 +27,6 @@ def _forward_headers(request: web.Request, token: str) -> dict[str, str]:
 
 
 async def forward(request: web.Request) -> web.StreamResponse:
-    from anyclaude.proxy.app import CONFIG
-
     config = request.app[CONFIG]
     url = config.endpoint.url.rstrip("/") + request.path_qs
     body = await request.read()

@@ -8,6 +8,7 @@ them closes the connection: mlx-lm stops generating only when its socket closes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
@@ -15,6 +16,7 @@ import orjson
 
 from anyclaude.backends.base import Backend, Endpoint
 from anyclaude.backends.net import server_root
+from anyclaude.translate import models
 from anyclaude.translate.errors import AnthropicError, unreachable
 
 KEEPALIVE_S = 10.0
@@ -57,7 +59,7 @@ class Upstream:
             headers["Authorization"] = f"Bearer {self.endpoint.api_key}"
         return headers
 
-    async def post_json(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def post_json(self, path: str, body: Mapping[str, Any]) -> aiohttp.ClientResponse:
         """POST and return the open response once its headers arrive."""
         try:
             return await self.session.post(self.url(path), data=orjson.dumps(body),
@@ -85,15 +87,10 @@ class Upstream:
                 data = await resp.json(content_type=None) if resp.status == 200 else None
         except (TimeoutError, aiohttp.ClientError, ValueError):
             return []
-        models = data.get("data") if isinstance(data, dict) else None
-        return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+        return models.listed(data)
 
     async def _discover_model(self) -> str | None:
-        """A model the server has loaded (LM Studio's native API says which: its OpenAI
-        listing also names every downloaded model), else the first one it lists."""
+        """A model the server has loaded (LM Studio's native API says which), else the
+        first one it lists."""
         native = await self._listing(server_root(self.endpoint.url) + "/api/v0/models")
-        loaded = [m for m in native if m.get("state") == "loaded"
-                  and m.get("type") in (None, "llm", "vlm")]
-        listed = loaded or await self._listing(self.url("/models"))
-        first = listed[0].get("id") if listed else None
-        return first if isinstance(first, str) else None
+        return models.first_id(models.loaded(native) or await self._listing(self.url("/models")))

@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
+
+from anyclaude.translate.protocol import ErrorEvent
 
 
 @dataclass
@@ -26,9 +27,8 @@ class AnthropicError(Exception):
     retry: bool | None = None
     """Sent as `x-should-retry` when not None."""
 
-    def body(self, request_id: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": "error",
-                                "error": {"type": self.type, "message": self.message}}
+    def body(self, request_id: str | None = None) -> ErrorEvent:
+        body: ErrorEvent = {"type": "error", "error": {"type": self.type, "message": self.message}}
         if request_id:
             body["request_id"] = request_id
         return body

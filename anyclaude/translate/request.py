@@ -14,7 +14,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -27,31 +27,25 @@ from anyclaude.translate.content import (
     result_parts,
     system_reminder,
 )
-from anyclaude.translate.errors import prompt_too_long
+from anyclaude.translate.protocol import ChatRequest, MessagesRequest
 from anyclaude.translate.schemas import ToolNameMap, clean_schema
 
 BILLING_PREFIX = "x-anthropic-billing-header:"
 _BILLING_LINE = re.compile(r"^x-anthropic-billing-header:[^\n]*\n?", re.M)
 
 
-@dataclass(frozen=True)
-class Limits:
-    context_window: int | None = None
-    max_output_tokens: int | None = None
-    prompt_tokens: int = 0
-    """Estimated prompt size, used to clamp `max_tokens` and to refuse prompts that cannot fit."""
-
-
 @dataclass
 class Plan:
     """The upstream request plus what the response side needs to translate the answer back."""
 
-    body: dict[str, Any]
+    body: ChatRequest
     requested_model: str
     client_stream: bool
     upstream_stream: bool
     max_tokens: int
+    """The output cap sent upstream (`plan.apply_limits` clamps it)."""
     prompt_tokens: int
+    """The prompt's size: estimated, or counted exactly (see `plan.py`)."""
     stop_sequences: list[str]
     names: ToolNameMap
     schemas: dict[str, Mapping[str, Any]]
@@ -62,16 +56,13 @@ class Plan:
     max_tokens_param: str = "max_tokens"
     notes: list[str] = field(default_factory=list)
     """What was dropped or changed, for debug output."""
-    background: bool = False
+    background: str | None = None
+    """Why this is background work (see `plan.classify`), None for the main conversation."""
     requested_max_tokens: int = field(init=False)
     """`max_tokens` as the client asked, before `apply_limits` clamps `max_tokens`."""
 
     def __post_init__(self) -> None:
         self.requested_max_tokens = self.max_tokens
-
-    @property
-    def tool_names(self) -> frozenset[str]:
-        return frozenset(self.schemas)
 
 
 def _strip_billing(text: str) -> str:
@@ -281,9 +272,10 @@ def _thinking_enabled(request: Mapping[str, Any]) -> bool | None:
     return thinking.get("type") in ("enabled", "adaptive")
 
 
-def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None,
-              limits: Limits = Limits(), tool_calls: ToolCalls | None = None) -> Plan:
-    """Translate a validated Anthropic request (see `validate.py`)."""
+def to_openai(request: MessagesRequest, dialect: Dialect, *, model: str | None,
+              tool_calls: ToolCalls | None = None) -> Plan:
+    """Translate a validated Anthropic request (see `validate.py`); `plan.py` sizes it
+    and applies the limits."""
     tools = tool_set(request.get("tools"), dialect)
     notes = list(tools.notes)
     names = tools.names
@@ -332,29 +324,11 @@ def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None
     text_tools = (tool_calls or dialect.tool_calls) == "text" and bool(tools.entries)
     formats = (("think",) if dialect.parse_inline_think else ()) + (
         dialect.text_tool_formats if text_tools else ())
-    plan = Plan(
-        body=body, requested_model=request["model"], client_stream=client_stream,
-        upstream_stream=upstream_stream, max_tokens=body[dialect.max_tokens_param],
-        prompt_tokens=limits.prompt_tokens, stop_sequences=stops, names=names,
-        schemas=tools.schemas, emit_thinking=thinking is not False,
+    return Plan(
+        body=cast(ChatRequest, body), requested_model=request["model"],
+        client_stream=client_stream, upstream_stream=upstream_stream,
+        max_tokens=body[dialect.max_tokens_param], prompt_tokens=0, stop_sequences=stops,
+        names=names, schemas=tools.schemas, emit_thinking=thinking is not False,
         text_tools=text_tools, text_formats=formats,
         start_in_thinking=dialect.start_in_thinking, max_tokens_param=dialect.max_tokens_param,
         notes=notes)
-    apply_limits(plan, limits)
-    return plan
-
-
-def apply_limits(plan: Plan, limits: Limits) -> None:
-    """Clamp `max_tokens` to the output cap and to what fits the context window; refuse a
-    prompt that cannot fit at all with the phrase Claude Code compacts on."""
-    max_tokens = plan.requested_max_tokens
-    if limits.max_output_tokens:
-        max_tokens = min(max_tokens, limits.max_output_tokens)
-    if limits.context_window:
-        room = limits.context_window - limits.prompt_tokens
-        if room <= 0:
-            raise prompt_too_long(limits.prompt_tokens, limits.context_window)
-        max_tokens = min(max_tokens, room)
-    plan.max_tokens = max(1, max_tokens)
-    plan.prompt_tokens = limits.prompt_tokens
-    plan.body[plan.max_tokens_param] = plan.max_tokens
