@@ -129,7 +129,7 @@ class Exchange:
         if config.tracer is not None:
             config.tracer.upstream_response(self.request_id, 200 if error is None else
                                             error.status, b"".join(self.raw))
-            if self.events and not any(name == "error" for name, _ in self.events):
+            if self.events and not translator.failed:
                 config.tracer.answer(self.request_id, accumulate(self.events))
         config.stats.add(record)
 
@@ -163,9 +163,9 @@ async def complete(config: ProxyConfig, request: web.Request, plan: Plan) -> web
         exchange.upstream_bytes(data)
         chunk = whole_answer(data)
         if chunk is None:
-            raise AnthropicError(500, "api_error", "The backend sent an answer that is not a "
-                                 "chat completion; check that the URL points at an "
-                                 "OpenAI-compatible server.", retry=False)
+            raise errors.of_status(500, "The backend sent an answer that is not a chat "
+                                   "completion; check that the URL points at an "
+                                   "OpenAI-compatible server.", retry=False)
         events = translator.start() + translator.feed(chunk) + translator.finish()
         exchange.emit(events)
         exchange.first_token()
@@ -207,7 +207,7 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         failure = exc
         await _write(response, exchange.emit(translator.fail(exc)))
     except (ConnectionResetError, asyncio.CancelledError):
-        failure = AnthropicError(499, "client_closed", "client disconnected")
+        failure = errors.client_closed()
         raise
     finally:
         pending.cancel()

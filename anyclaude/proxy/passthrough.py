@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from anyclaude.proxy.keys import CONFIG
-from anyclaude.translate.errors import AnthropicError, unreachable
+from anyclaude.translate.errors import of_status, unreachable
 
 HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te",
                         "trailer", "upgrade", "proxy-authorization", "proxy-authenticate",
@@ -47,8 +47,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
         return response
     except aiohttp.ClientPayloadError as exc:
-        raise AnthropicError(529, "overloaded_error",
-                             f"The connection to {config.endpoint.url} broke: {exc}") from exc
+        raise of_status(529, f"The connection to {config.endpoint.url} broke: {exc}") from exc
     finally:
         upstream.close()
 

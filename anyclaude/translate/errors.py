@@ -50,6 +50,17 @@ STATUS_TYPES: dict[int, str] = {
 }
 
 
+def of_status(status: int, message: str, retry: bool | None = None) -> AnthropicError:
+    """An error with the `type` Anthropic uses for that HTTP status."""
+    kind = STATUS_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+    return AnthropicError(status, kind, message, retry)
+
+
+def client_closed() -> AnthropicError:
+    """Not sent anywhere (the client is gone): how the stats record a request it dropped."""
+    return AnthropicError(499, "client_closed", "client disconnected")
+
+
 def invalid_request(message: str) -> AnthropicError:
     return AnthropicError(400, "invalid_request_error", message)
 

@@ -103,6 +103,8 @@ class StreamTranslator:
         self.stopped = False
         """A stop sequence matched: the caller should close the upstream request."""
         self.ended = False
+        self.failed = False
+        """The answer ended with an `error` event."""
         self.blocks = 0
         self.output_chars = 0
         self.tool_uses = 0
@@ -180,7 +182,7 @@ class StreamTranslator:
         truncated answer look complete."""
         if self.ended:
             return []
-        self.ended = True
+        self.ended = self.failed = True
         return [("error", error.body())]
 
     def stop_reason(self) -> str:
