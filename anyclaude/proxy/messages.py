@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,11 +52,20 @@ async def plan_request(config: ProxyConfig, body: MessagesRequest, *,
     window = config.context_window
     if config.tokens.exact and wants_exact_count(plan.prompt_tokens, window,
                                                  count_only=count_only):
-        plan.prompt_tokens = await asyncio.get_running_loop().run_in_executor(
-            None, config.tokens.count, plan.body)
+        plan.prompt_tokens = await _count(config, plan)
     if not count_only:
         apply_limits(plan, Limits(window, config.max_output_tokens))
     return plan
+
+
+async def _count(config: ProxyConfig, plan: Plan) -> int:
+    """The exact count, in an executor; a client that goes away stops it."""
+    stop = threading.Event()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, config.tokens.count, plan.body, stop)
+    finally:
+        stop.set()
 
 
 @dataclass
