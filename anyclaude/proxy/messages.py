@@ -284,11 +284,11 @@ async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse,
         except aiohttp.ClientPayloadError as exc:
             raise errors.mid_stream(f"the connection broke ({exc})") from exc
         exchange.upstream_bytes(data)
+        last_data = time.monotonic()  # any bytes: a role-only or usage chunk is life too
         events = chunks.feed(data)
         exchange.first_token()
         if chunks.over:
             await _write(response, exchange.emit(merge_deltas(events + chunks.finish())))
             return
         if events:
-            last_data = time.monotonic()
             await _write(response, exchange.emit(merge_deltas(events)))
