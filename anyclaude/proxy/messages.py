@@ -35,6 +35,13 @@ CHAT_PATH = "/chat/completions"
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
 
+class SSEResponse(web.StreamResponse):
+    """A stream whose headers go out with its first events, in one socket write (on
+    loopback every write costs the client a wake-up: measurable in time to first token)."""
+
+    _send_headers_immediately = False
+
+
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
@@ -153,7 +160,7 @@ async def probe(config: ProxyConfig, request: web.Request, plan: Plan) -> web.St
     headers = {"request-id": exchange.request_id}
     if not plan.client_stream:
         return web.json_response(accumulate(events), dumps=_dumps, headers=headers)
-    response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+    response = SSEResponse(headers={**SSE_HEADERS, **headers})
     await response.prepare(request)
     await response.write(body)
     await _write_eof(response)
@@ -204,33 +211,71 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
     except BaseException:
         pending.cancel()
         raise
-    response = web.StreamResponse(headers={**SSE_HEADERS, "request-id": exchange.request_id})
+    response = SSEResponse(headers={**SSE_HEADERS, "request-id": exchange.request_id})
+    out = _Out(response)
     upstream: aiohttp.ClientResponse | None = None
     failure: AnthropicError | None = None
+    answered = False
     try:
         await response.prepare(request)
-        await response.write(exchange.emit(translator.start()))
-        upstream = await _await_with_pings(exchange, pending, response)
-        await (_pump(exchange, upstream, response) if plan.upstream_stream
-               else _pump_whole(exchange, upstream, response))
+        out.held = exchange.emit(translator.start())
+        if not pending.done():
+            await out.write(b"")  # the backend is slow to answer: message_start goes now
+        upstream = await _await_with_pings(exchange, pending, out)
+        await (_pump(exchange, upstream, out) if plan.upstream_stream
+               else _pump_whole(exchange, upstream, out))
+        answered = not translator.stopped
     except AnthropicError as exc:
         failure = exc
-        await _write(response, exchange.emit(translator.fail(exc)))
+        await out.write(exchange.emit(translator.fail(exc)))
     except (ConnectionResetError, asyncio.CancelledError):
         failure = errors.client_closed()
         raise
     finally:
         pending.cancel()
-        if upstream is not None:
+        if upstream is not None and not answered:
             upstream.close()  # closing the socket is what stops mlx-lm generating
         exchange.finish(failure)
-    await _write_eof(response)
+    try:
+        await _write_eof(response)
+    finally:
+        if upstream is not None and answered:
+            await _recycle(upstream)
     return response
 
 
-async def _write(response: web.StreamResponse, data: bytes) -> None:
-    if data:
-        await response.write(data)
+RECYCLE_WAIT = 0.1
+"""How long a finished answer's connection may take to end its body before it is closed."""
+
+
+async def _recycle(upstream: aiohttp.ClientResponse) -> None:
+    """After a complete answer (the client already has all of it), read the rest of the
+    body (a chunked body's last chunk follows `[DONE]`) so the connection goes back to the
+    pool; mlx-lm's HTTP/1.0 bodies end with their connection anyway."""
+    try:
+        if upstream.version is not None and upstream.version >= aiohttp.HttpVersion11:
+            async with asyncio.timeout(RECYCLE_WAIT):
+                while await upstream.content.readany():
+                    pass
+    except (TimeoutError, aiohttp.ClientError):
+        pass
+    finally:
+        upstream.close()  # a no-op once the body has ended: aiohttp pooled the connection
+
+
+class _Out:
+    """The client's side of a stream. `held` bytes go out with the next write: when the
+    backend has answered by then, message_start leaves with its first output in one
+    socket write (each write costs the client a wake-up on the way to the first token)."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response = response
+        self.held = b""
+
+    async def write(self, data: bytes) -> None:
+        data, self.held = self.held + data, b""
+        if data:
+            await self.response.write(data)
 
 
 async def _write_eof(response: web.StreamResponse) -> None:
@@ -239,21 +284,22 @@ async def _write_eof(response: web.StreamResponse) -> None:
 
 
 async def _await_with_pings(exchange: Exchange, pending: asyncio.Future[aiohttp.ClientResponse],
-                            response: web.StreamResponse) -> aiohttp.ClientResponse:
+                            out: _Out) -> aiohttp.ClientResponse:
     config = exchange.config
     silent_since = time.monotonic()
-    while True:
-        done, _ = await asyncio.wait({pending}, timeout=config.ping_interval)
-        if done:
-            return pending.result()
+    while not pending.done():
+        await asyncio.wait({pending}, timeout=config.ping_interval)
+        if pending.done():
+            break
         if time.monotonic() - silent_since > config.idle_timeout:
             raise errors.mid_stream(f"no answer from the backend for {config.idle_timeout:.0f} s")
-        await _write(response, exchange.emit(exchange.translator.ping()))
+        await out.write(exchange.emit(exchange.translator.ping()))
+    return pending.result()
 
 
-async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse,
-                      response: web.StreamResponse) -> None:
+async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out) -> None:
     """A non-streaming upstream answer (mlx-textgen with tools) streamed to the client."""
+    await out.write(b"")
     data = await upstream.read()
     exchange.upstream_bytes(data)
     chunk = whole_answer(data)
@@ -262,16 +308,31 @@ async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse,
     translator = exchange.translator
     events = translator.feed(chunk) + translator.finish()
     exchange.first_token()
-    await _write(response, exchange.emit(events))
+    await out.write(exchange.emit(events))
 
 
-async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse,
-                response: web.StreamResponse) -> None:
-    """Upstream SSE -> events, one client write per upstream read."""
+async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out) -> None:
+    """Upstream SSE -> events, one client write per upstream read. What arrived with the
+    headers (mlx-lm's first `: keepalive`) is taken at once, to go out with message_start."""
     config, translator = exchange.config, exchange.translator
     chunks = ChunkStream(translator)
     last_data = time.monotonic()
+    try:
+        data: bytes | None = upstream.content.read_nowait() or None
+    except aiohttp.ClientPayloadError as exc:
+        raise errors.mid_stream(f"the connection broke ({exc})") from exc
     while True:
+        events: list[Event] = []
+        if data is not None:
+            exchange.upstream_bytes(data)
+            last_data = time.monotonic()  # any bytes: a role-only or usage chunk is life too
+            events = chunks.feed(data)
+            exchange.first_token()
+            if chunks.over:
+                await out.write(exchange.emit(merge_deltas(events + chunks.finish())))
+                return
+        if events or out.held:
+            await out.write(exchange.emit(merge_deltas(events)))
         try:
             async with asyncio.timeout(config.ping_interval):
                 data = await upstream.content.readany()
@@ -279,16 +340,7 @@ async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse,
             if time.monotonic() - last_data > config.idle_timeout:
                 raise errors.mid_stream(
                     f"the backend sent nothing for {config.idle_timeout:.0f} s") from None
-            await _write(response, exchange.emit(translator.ping()))
-            continue
+            await out.write(exchange.emit(translator.ping()))
+            data = None
         except aiohttp.ClientPayloadError as exc:
             raise errors.mid_stream(f"the connection broke ({exc})") from exc
-        exchange.upstream_bytes(data)
-        last_data = time.monotonic()  # any bytes: a role-only or usage chunk is life too
-        events = chunks.feed(data)
-        exchange.first_token()
-        if chunks.over:
-            await _write(response, exchange.emit(merge_deltas(events + chunks.finish())))
-            return
-        if events:
-            await _write(response, exchange.emit(merge_deltas(events)))
