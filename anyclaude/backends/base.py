@@ -41,7 +41,6 @@ class Dialect:
     """False: the server loses tool calls while streaming, ask non-streaming and stream ourselves."""
     text_with_tool_calls: bool = True
     """False: an assistant message may not carry both text and tool calls (mlx-textgen)."""
-    single_system_message: bool = True
     schema_profile: SchemaProfile = "minimal"
     max_tool_name_length: int | None = 64
     send_stop: bool = False

@@ -17,7 +17,7 @@ import orjson
 from anyclaude.backends.base import Backend, Endpoint
 from anyclaude.backends.net import server_root
 from anyclaude.translate import models
-from anyclaude.translate.errors import AnthropicError, unreachable
+from anyclaude.translate.errors import of_status, unreachable
 
 KEEPALIVE_S = 10.0
 """Idle pooled connections to the backend are closed after this long."""
@@ -66,8 +66,7 @@ class Upstream:
                                            headers=self.headers())
         except (aiohttp.ClientConnectionError, OSError) as exc:
             if isinstance(exc, aiohttp.ServerDisconnectedError):
-                raise AnthropicError(529, "overloaded_error",
-                                     f"The backend at {self.endpoint.url} closed the connection "
+                raise of_status(529, f"The backend at {self.endpoint.url} closed the connection "
                                      "without answering; check its log.") from exc
             raise unreachable(self.endpoint.url, self.backend.url_setting) from exc
 
