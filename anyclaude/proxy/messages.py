@@ -3,7 +3,8 @@
 The handler owns the I/O only; what the bytes mean is `translate/`'s business. Streaming:
 `message_start` goes out as soon as the backend accepts the request, pings cover silences
 (prefill, tool-call generation), each upstream read becomes one socket write, and the
-upstream response is closed the moment the client goes away or a stop sequence matches.
+upstream response is closed the moment the client goes away or a stop sequence matches
+(a complete answer's keep-alive connection goes back to the pool instead).
 """
 
 from __future__ import annotations
@@ -233,14 +234,12 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         raise
     finally:
         pending.cancel()
-        if upstream is not None and not answered:
-            upstream.close()  # closing the socket is what stops mlx-lm generating
-        exchange.finish(failure)
-    try:
-        await _write_eof(response)
-    finally:
         if upstream is not None and answered:
             await _recycle(upstream)
+        elif upstream is not None:
+            upstream.close()  # closing the socket is what stops mlx-lm generating
+        exchange.finish(failure)
+    await _write_eof(response)
     return response
 
 
@@ -249,9 +248,10 @@ RECYCLE_WAIT = 0.1
 
 
 async def _recycle(upstream: aiohttp.ClientResponse) -> None:
-    """After a complete answer (the client already has all of it), read the rest of the
-    body (a chunked body's last chunk follows `[DONE]`) so the connection goes back to the
-    pool; mlx-lm's HTTP/1.0 bodies end with their connection anyway."""
+    """After a complete answer (the client has every event, only the end of its body is
+    still to come), read the rest of the upstream body (a chunked body's last chunk follows
+    `[DONE]`) so the connection goes back to the pool before the client can send its next
+    request; mlx-lm's HTTP/1.0 bodies end with their connection anyway."""
     try:
         if upstream.version is not None and upstream.version >= aiohttp.HttpVersion11:
             async with asyncio.timeout(RECYCLE_WAIT):
