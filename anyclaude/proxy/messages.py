@@ -26,11 +26,12 @@ from anyclaude.proxy.stats import RequestRecord
 from anyclaude.translate import errors
 from anyclaude.translate.chunks import ChunkStream, probe_events, whole_answer
 from anyclaude.translate.errors import AnthropicError
+from anyclaude.translate.events import accumulate, merge_deltas
 from anyclaude.translate.plan import Limits, apply_limits, classify, draft, wants_exact_count
 from anyclaude.translate.protocol import MessagesRequest
 from anyclaude.translate.request import Plan
 from anyclaude.translate.sse import Event, encode
-from anyclaude.translate.stream import StreamTranslator, accumulate, merge_deltas
+from anyclaude.translate.stream import StreamTranslator
 
 CHAT_PATH = "/chat/completions"
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}

@@ -10,8 +10,9 @@ import pytest
 from anyclaude.backends import get
 from anyclaude.translate.chunks import ChunkStream, parse_chunk, probe_events, whole_answer
 from anyclaude.translate.errors import AnthropicError
+from anyclaude.translate.events import accumulate
 from anyclaude.translate.request import Plan, to_openai
-from anyclaude.translate.stream import StreamTranslator, accumulate
+from anyclaude.translate.stream import StreamTranslator
 from tests.support.grammar import check
 
 MLX = get("mlx-lm").dialect  # type: ignore[union-attr]

@@ -15,9 +15,10 @@ from pydantic import TypeAdapter
 from anyclaude.backends import get
 from anyclaude.translate.chunks import response_chunk
 from anyclaude.translate.errors import mid_stream
+from anyclaude.translate.events import accumulate, merge_deltas
 from anyclaude.translate.request import Plan, to_openai
 from anyclaude.translate.sse import Event
-from anyclaude.translate.stream import StreamTranslator, accumulate, merge_deltas
+from anyclaude.translate.stream import StreamTranslator
 from tests.support.grammar import check
 
 MLX = get("mlx-lm").dialect  # type: ignore[union-attr]
