@@ -33,8 +33,8 @@ def repair_arguments(
 ) -> dict[str, object] | None:
     """Turn raw tool arguments into a JSON object typed by ``schema``.
 
-    Returns ``None`` when nothing object-like can be recovered, so the caller can
-    decide (per config) between a ``_raw_arguments`` wrapper and dropping the call.
+    Returns ``None`` when nothing object-like can be recovered: the caller then shows the
+    model's text instead of a call (or drops a call cut off by ``max_tokens``).
     Never raises, whatever the model sent and whatever the schema says: every step checks
     the types it reads and bounds its depth (the property tests hold it to that), so a
     bug shows up as a failing test instead of a silently uncoerced call.
