@@ -21,6 +21,8 @@ from typing import Any, TextIO
 import orjson
 
 from anyclaude.proxy.stats import RequestRecord
+from anyclaude.translate.describe import answer_summary, request_summary
+from anyclaude.translate.protocol import ChatRequest, Message
 
 SECRET_HEADERS = frozenset({"x-api-key", "authorization", "x-anyclaude-token", "cookie",
                             "proxy-authorization"})
@@ -56,30 +58,6 @@ def request_line(record: RequestRecord) -> str:
             f"output {record.output_tokens}, ttft {ttft}, {record.duration_s:.2f}s, {outcome}")
 
 
-def request_summary(body: Mapping[str, Any], notes: list[str]) -> str:
-    messages = body.get("messages") or []
-    roles = "".join(str(m.get("role", "?"))[0] for m in messages)
-    tools = len(body.get("tools") or [])
-    limit = body.get("max_tokens", body.get("max_completion_tokens"))
-    text = (f"[anyclaude]   → upstream: {len(messages)} messages ({roles}), {tools} tools, "
-            f"max_tokens {limit}, stream {bool(body.get('stream'))}")
-    return text + "".join(f"\n[anyclaude]     note: {note}" for note in notes)
-
-
-def answer_summary(message: Mapping[str, Any]) -> str:
-    parts = []
-    for block in message.get("content") or []:
-        kind = block.get("type")
-        if kind == "text":
-            parts.append(f"text({len(block.get('text', ''))} chars)")
-        elif kind == "thinking":
-            parts.append(f"thinking({len(block.get('thinking', ''))} chars)")
-        elif kind == "tool_use":
-            parts.append(f"tool_use {block.get('name')}")
-    return (f"[anyclaude]   ← {', '.join(parts) or 'no content'}; "
-            f"stop_reason {message.get('stop_reason')}")
-
-
 class Tracer:
     def __init__(self, level: int, stream: TextIO, trace_path: Path | None = None,
                  secrets: tuple[str, ...] = ()) -> None:
@@ -112,7 +90,7 @@ class Tracer:
         self._record(request_id, "client_request", {
             "method": method, "path": path, "headers": redact_headers(headers), "body": body})
 
-    def upstream_request(self, request_id: str, url: str, body: Mapping[str, Any],
+    def upstream_request(self, request_id: str, url: str, body: ChatRequest,
                          notes: list[str]) -> None:
         if self.level >= 2:
             self._line(request_summary(body, notes))
@@ -122,7 +100,7 @@ class Tracer:
         self._record(request_id, "upstream_response",
                      {"status": status, "body": raw.decode("utf-8", "replace")})
 
-    def answer(self, request_id: str, message: Mapping[str, Any]) -> None:
+    def answer(self, request_id: str, message: Message) -> None:
         if self.level >= 2:
             self._line(answer_summary(message))
         self._record(request_id, "answer", message)

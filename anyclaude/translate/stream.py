@@ -1,6 +1,7 @@
 """OpenAI chunks -> Anthropic events: the one explicit state machine of the proxy.
 
-Grammar it guarantees (protocol-notes §C.2/C.4), whatever the upstream sends:
+Grammar it guarantees (the one Anthropic's SDK and Claude Code rely on; checked by
+`tests/support/grammar.py`), whatever the upstream sends:
 
     message_start  ping*  (content_block_start  delta*  content_block_stop)*
     message_delta  message_stop            -- or an `error` event in place of the tail
@@ -9,20 +10,22 @@ Block indices count up from 0 with one block open at a time; deltas match their 
 type; thinking blocks end with a signature; tool_use blocks carry a fresh `toolu_` id and
 one complete JSON object. Tool calls are buffered until the answer ends (fragments may
 interleave by index, and arguments must be repaired as a whole), then emitted in order.
-Non-streaming answers go through the same machine (`translate_response`), so both modes
-behave identically.
+Non-streaming answers go through the same machine (recast as one chunk by
+`chunks.response_chunk`), so both modes behave identically.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from anyclaude.translate import ids
 from anyclaude.translate.arguments import repair_arguments
 from anyclaude.translate.errors import AnthropicError
+from anyclaude.translate.protocol import BlockDelta, ContentBlock
+from anyclaude.translate.protocol import Usage as AnthropicUsage
 from anyclaude.translate.request import Plan
 from anyclaude.translate.sse import Event
 from anyclaude.translate.stops import StopMatcher
@@ -71,6 +74,13 @@ class Usage:
                    completion if isinstance(completion, int) else None)
 
 
+class TokenCounts(NamedTuple):
+    prompt: int
+    """Prompt tokens, cached ones included."""
+    cached: int
+    output: int
+
+
 @dataclass
 class StreamTranslator:
     plan: Plan
@@ -93,6 +103,8 @@ class StreamTranslator:
         self.stopped = False
         """A stop sequence matched: the caller should close the upstream request."""
         self.ended = False
+        self.failed = False
+        """The answer ended with an `error` event."""
         self.blocks = 0
         self.output_chars = 0
         self.tool_uses = 0
@@ -101,9 +113,9 @@ class StreamTranslator:
 
     # -- public API ---------------------------------------------------------------------
     def start(self) -> list[Event]:
-        usage = {"input_tokens": max(1, self.plan.prompt_tokens),
-                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-                 "output_tokens": 1}
+        usage: AnthropicUsage = {"input_tokens": max(1, self.plan.prompt_tokens),
+                                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                                 "output_tokens": 1}
         return [("message_start", {"type": "message_start", "message": {
             "id": self.message_id, "type": "message", "role": "assistant",
             "model": self.plan.requested_model, "content": [], "stop_reason": None,
@@ -173,7 +185,7 @@ class StreamTranslator:
         truncated answer look complete."""
         if self.ended:
             return []
-        self.ended = True
+        self.ended = self.failed = True
         return [("error", error.body())]
 
     def stop_reason(self) -> str:
@@ -194,7 +206,7 @@ class StreamTranslator:
             output = self.chunks
         return output is not None and output >= self.plan.max_tokens - self.plan.stops_short_by
 
-    def final_usage(self) -> dict[str, int]:
+    def final_usage(self) -> AnthropicUsage:
         usage = self.usage or Usage()
         prompt = usage.prompt_tokens if usage.prompt_tokens is not None else self.plan.prompt_tokens
         cached = min(usage.cached_tokens, prompt)
@@ -203,6 +215,12 @@ class StreamTranslator:
             output = max(1, self.output_chars // 4)
         return {"input_tokens": max(0, prompt - cached), "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": cached, "output_tokens": output}
+
+    def counts(self) -> TokenCounts:
+        """The answer's token counts for stats and debug lines."""
+        usage = self.final_usage()
+        cached = usage["cache_read_input_tokens"]
+        return TokenCounts(usage["input_tokens"] + cached, cached, usage["output_tokens"])
 
     # -- content channels ---------------------------------------------------------------
     def _content(self, text: str, out: list[Event]) -> None:
@@ -249,13 +267,13 @@ class StreamTranslator:
             if not text:
                 return
             self._close(out)
-            block: dict[str, Any] = {"type": "text", "text": ""} if kind == "text" else {
+            block: ContentBlock = {"type": "text", "text": ""} if kind == "text" else {
                 "type": "thinking", "thinking": "", "signature": SIGNATURE}
             out.append(("content_block_start", {"type": "content_block_start",
                                                 "index": self._index, "content_block": block}))
             self._open = kind
             self.blocks += 1
-        delta = {"type": "text_delta", "text": text} if kind == "text" else {
+        delta: BlockDelta = {"type": "text_delta", "text": text} if kind == "text" else {
             "type": "thinking_delta", "thinking": text}
         out.append(("content_block_delta", {"type": "content_block_delta",
                                             "index": self._index, "delta": delta}))
@@ -329,27 +347,6 @@ class StreamTranslator:
         self._calls = []
 
 
-_MERGEABLE = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
-
-
-def merge_deltas(events: list[Event]) -> list[Event]:
-    """Join consecutive deltas of the same block and kind (one upstream read often holds
-    dozens of one-token chunks): fewer, larger events for the client to parse."""
-    out: list[Event] = []
-    for name, data in events:
-        if name == "content_block_delta" and out and out[-1][0] == "content_block_delta":
-            prev = out[-1][1]
-            kind = data["delta"]["type"]
-            field_name = _MERGEABLE.get(kind)
-            if field_name and prev["index"] == data["index"] and prev["delta"]["type"] == kind:
-                merged = {**prev["delta"], field_name: prev["delta"][field_name]
-                          + data["delta"][field_name]}
-                out[-1] = (name, {**prev, "delta": merged})
-                continue
-        out.append((name, data))
-    return out
-
-
 def _reasoning_text(delta: dict[str, Any]) -> str:
     for key in REASONING_FIELDS:
         value = delta.get(key)
@@ -360,55 +357,3 @@ def _reasoning_text(delta: dict[str, Any]) -> str:
         return "".join(d.get("text", "") for d in details
                        if isinstance(d, dict) and isinstance(d.get("text"), str))
     return ""
-
-
-def response_chunk(body: object) -> dict[str, Any] | None:
-    """A non-streaming OpenAI response as one chunk for `StreamTranslator.feed`."""
-    if not isinstance(body, dict):
-        return None
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return None
-    message = choices[0].get("message")
-    if not isinstance(message, dict):
-        return None
-    delta = dict(message)
-    calls = message.get("tool_calls")
-    if isinstance(calls, list):
-        delta["tool_calls"] = [dict(c, index=i) if isinstance(c, dict) else c
-                               for i, c in enumerate(calls)]
-    return {"choices": [{"index": 0, "delta": delta,
-                         "finish_reason": choices[0].get("finish_reason")}],
-            "usage": body.get("usage")}
-
-
-def accumulate(events: list[Event]) -> dict[str, Any]:
-    """The Anthropic `Message` a stream of events describes (for non-streaming answers)."""
-    message: dict[str, Any] = {}
-    partial: dict[int, str] = {}
-    for name, data in events:
-        if name == "message_start":
-            message = dict(data["message"])
-            message["content"] = []
-        elif name == "content_block_start":
-            message["content"].append(dict(data["content_block"]))
-        elif name == "content_block_delta":
-            block, delta = message["content"][data["index"]], data["delta"]
-            kind = delta["type"]
-            if kind == "text_delta":
-                block["text"] += delta["text"]
-            elif kind == "thinking_delta":
-                block["thinking"] += delta["thinking"]
-            elif kind == "signature_delta":
-                block["signature"] = delta["signature"]
-            elif kind == "input_json_delta":
-                partial[data["index"]] = partial.get(data["index"], "") + delta["partial_json"]
-        elif name == "content_block_stop" and data["index"] in partial:
-            message["content"][data["index"]]["input"] = orjson.loads(partial.pop(data["index"]))
-        elif name == "message_delta":
-            message.update(data["delta"])
-            message["usage"] = {**message.get("usage", {}), **data["usage"]}
-        elif name == "error":
-            error = data["error"]
-            raise AnthropicError(500, error["type"], error["message"])
-    return message

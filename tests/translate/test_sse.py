@@ -26,18 +26,18 @@ MLX_STREAM = (b": keepalive 1/2\n\n: keepalive 2/2\n\n"
               b"data: [DONE]\n\n")
 
 
-def test_decoder_yields_comments_and_data_in_order() -> None:
+def test_decoder_yields_keepalives_data_and_done_in_order() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(MLX_STREAM) + decoder.close() == [
-        ("comment", "keepalive 1/2"), ("comment", "keepalive 2/2"),
-        ("data", '{"choices": [{"delta": {"content": "Hi"}}]}'), ("data", "[DONE]")]
+        ("keepalive", "keepalive 1/2"), ("keepalive", "keepalive 2/2"),
+        ("data", '{"choices": [{"delta": {"content": "Hi"}}]}'), ("done", "")]
 
 
 def test_decoder_accepts_done_without_a_trailing_blank_line() -> None:
     decoder = SSEDecoder()
     out = decoder.feed(b'data: {"a": 1}\n\ndata: [DONE]')
     assert out == [("data", '{"a": 1}')]
-    assert decoder.close() == [("data", "[DONE]")]
+    assert decoder.close() == [("done", "")]
 
 
 def test_decoder_handles_crlf_and_ignores_event_and_stray_lines() -> None:
