@@ -21,7 +21,7 @@ from typing import Any
 import orjson
 
 from anyclaude.translate import ids
-from anyclaude.translate.arguments import repair_arguments
+from anyclaude.translate.arguments import repair_arguments, unclosed
 from anyclaude.translate.errors import AnthropicError
 from anyclaude.translate.request import Plan
 from anyclaude.translate.sse import Event
@@ -51,6 +51,8 @@ class _Call:
     name: str = ""
     arguments: str | dict[str, Any] = ""
     from_text: bool = False
+    cut: bool = False
+    """A text-printed call whose close marker never came."""
 
 
 @dataclass
@@ -148,7 +150,7 @@ class StreamTranslator:
             return []
         out: list[Event] = []
         if self._parser is not None:
-            for segment in self._parser.finish():
+            for segment in self._parser.finish(cut=self.truncated):
                 self._segment(segment, out)
         self._emit_text(self._stops.flush(), out)
         self._emit_calls(out)
@@ -172,6 +174,12 @@ class StreamTranslator:
             return []
         self.ended = True
         return [("error", error.body())]
+
+    @property
+    def truncated(self) -> bool:
+        """The backend stopped the answer at its token limit (the output may end mid-word,
+        mid-string, mid-call)."""
+        return STOP_REASONS.get(self.finish_reason) == "max_tokens"
 
     def stop_reason(self) -> str:
         if self.stop_sequence is not None:
@@ -206,7 +214,7 @@ class StreamTranslator:
             self._thinking(segment.text, out)
         elif not self.stopped:
             self._calls.append(_Call(name=segment.name, arguments=segment.arguments,
-                                     from_text=True))
+                                     from_text=True, cut=segment.kind == "cut_call"))
 
     def _text(self, text: str, out: list[Event]) -> None:
         if self.stopped:
@@ -287,17 +295,24 @@ class StreamTranslator:
                 slot.arguments = arguments
 
     def _emit_calls(self, out: list[Event]) -> None:
+        """Buffered calls as tool_use blocks. At max_tokens, a call whose arguments stop
+        before their JSON closes (or whose close marker never came) was cut: repairing it
+        would run a truncated command or write a truncated file, so it becomes a note."""
         for call in self._calls:
             self.output_chars += len(call.name) + len(str(call.arguments))
+            name = self.plan.names.from_upstream(call.name) if call.name else ""
+            if call.cut or (self.truncated and call.name and unclosed(call.arguments)):
+                self._emit_text(f"\n\n[anyclaude: the answer reached max_tokens in the middle "
+                                f"of a call to {f'the tool {name}' if name else 'a tool'}; "
+                                "the incomplete call was dropped, not run.]", out)
+                continue
             if not call.name:
                 continue  # a call whose name never arrived cannot be run
-            name = self.plan.names.from_upstream(call.name)
             arguments = repair_arguments(call.arguments, self.plan.schemas.get(name))
             if arguments is None:
-                if self.finish_reason != "length":  # truncated calls are dropped silently
-                    self._emit_text(f"[anyclaude: the model called the tool {name} with "
-                                    f"arguments that are not valid JSON: "
-                                    f"{str(call.arguments)[:300]}]", out)
+                self._emit_text(f"\n\n[anyclaude: the model called the tool {name} with "
+                                f"arguments that are not valid JSON: "
+                                f"{str(call.arguments)[:300]}]", out)
                 continue
             self._close(out)
             index = self._index
