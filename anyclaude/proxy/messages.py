@@ -294,6 +294,7 @@ async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse,
                 events.extend(translator.ping())
             elif text.strip() == "[DONE]":
                 saw_done = True
+                break  # the answer is over: whatever follows in this read is not part of it
             else:
                 events.extend(translator.feed(_chunk(text)))
         exchange.first_token()

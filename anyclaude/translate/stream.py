@@ -66,11 +66,24 @@ class Usage:
         if not isinstance(raw, dict):
             return None
         details = raw.get("prompt_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, dict) else None
-        prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-        return cls(prompt if isinstance(prompt, int) else None,
-                   cached if isinstance(cached, int) else 0,
-                   completion if isinstance(completion, int) else None)
+        cached = _count(details.get("cached_tokens")) if isinstance(details, dict) else None
+        return cls(_count(raw.get("prompt_tokens")), cached or 0,
+                   _count(raw.get("completion_tokens")))
+
+
+_MAX_COUNT = 2**31 - 1
+"""No window comes near it, and every JSON encoder on the way can carry it."""
+
+
+def _count(value: object) -> int | None:
+    """A backend's token count as Claude Code may see it: an int in [0, 2**31) (a whole
+    float is accepted, values outside are clamped); anything else is no count at all, so
+    it gets estimated."""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or isinstance(value, bool):
+        return None
+    return min(max(0, value), _MAX_COUNT)
 
 
 @dataclass
