@@ -17,7 +17,7 @@ from anyclaude import backends
 from anyclaude.backends.base import Backend, Endpoint
 from anyclaude.discovery import context_window
 from tests.support.mlx_server import free_port
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.scripted import ScriptedBackend
 
 HANG = object()
 """A route answer: never respond (until the test ends)."""

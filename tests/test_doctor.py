@@ -17,7 +17,7 @@ import pytest
 from anyclaude.doctor import CHECKS
 from tests.doctor.helpers import SYSTEM_PATH, closed_port, silent_server
 from tests.support.claude_code import claude_path, no_new_children
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.scripted import ScriptedBackend
 
 KEYS = {"check", "status", "symbol", "found", "fix"}
 SYMBOLS = {"ok": "✓", "warn": "!", "fail": "✗"}

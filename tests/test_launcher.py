@@ -22,10 +22,10 @@ from anyclaude.launcher import (
     max_output_tokens,
     proxy_config,
 )
-from anyclaude.proxy.server import ThreadedProxy
 from anyclaude.settings import Settings
 from tests.support.claude_code import no_new_children
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.proxy import ThreadedProxy
+from tests.support.scripted import ScriptedBackend
 from tests.support.tiny_model import build_scripted_model, default_models_dir
 
 URL = "http://127.0.0.1:4567"

@@ -10,7 +10,7 @@ from anyclaude.proxy.background import Gate
 from anyclaude.proxy.stats import Stats
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
-from anyclaude.proxy.upstream import Upstream
+from anyclaude.proxy.upstream import ConnectorFactory, Upstream
 
 if TYPE_CHECKING:
     from anyclaude.warmup import WarmUp
@@ -44,11 +44,14 @@ class ProxyConfig:
     """ANYCLAUDE_DEBUG output; None when debugging is off (nothing is recorded then)."""
     warmup: WarmUp | None = None
     """The run's cache warm-up (`anyclaude.warmup`), when it has one."""
+    connector: ConnectorFactory | None = None
+    """How to reach the backend; None: TCP (tests reach an in-process backend instead)."""
     upstream: Upstream = field(init=False)
 
     def __post_init__(self) -> None:
         self.upstream = Upstream(self.backend, self.endpoint,
-                                 auto_decompress=self.backend.protocol != "anthropic")
+                                 auto_decompress=self.backend.protocol != "anthropic",
+                                 connector=self.connector)
         if self.tracer is not None:
             self.stats.listeners.append(self.tracer.done)
 

@@ -1,10 +1,6 @@
-"""Running the proxy: an aiohttp runner on 127.0.0.1, in this loop or in a thread."""
+"""Running the proxy: an aiohttp runner on 127.0.0.1, in the caller's loop."""
 
 from __future__ import annotations
-
-import asyncio
-import threading
-from collections.abc import Callable
 
 from aiohttp import web
 
@@ -48,30 +44,3 @@ class ProxyServer:
             await self._runner.cleanup()
             self._runner = None
 
-
-class ThreadedProxy:
-    """The proxy in a background thread with its own loop (tests, benchmarks)."""
-
-    def __init__(self, config: ProxyConfig, port: int = 0) -> None:
-        self.server = ProxyServer(config, port)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True,
-                                        name="anyclaude-proxy")
-
-    def __enter__(self) -> ThreadedProxy:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self.server.start(), self._loop).result(30)
-        return self
-
-    @property
-    def url(self) -> str:
-        return self.server.url
-
-    def call(self, fn: Callable[[], object]) -> None:
-        self._loop.call_soon_threadsafe(fn)
-
-    def __exit__(self, *exc: object) -> None:
-        asyncio.run_coroutine_threadsafe(self.server.stop(), self._loop).result(30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()

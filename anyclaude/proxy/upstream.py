@@ -8,6 +8,7 @@ them closes the connection: mlx-lm stops generating only when its socket closes.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -20,12 +21,21 @@ from anyclaude.translate.errors import AnthropicError, unreachable
 KEEPALIVE_S = 10.0
 """Idle pooled connections to the backend are closed after this long."""
 
+ConnectorFactory = Callable[[], aiohttp.BaseConnector]
+"""Where connections come from: TCP by default; tests pass one that reaches a server in the
+same process (the network seam), so nothing above the connector changes."""
+
+
+def tcp_connector() -> aiohttp.BaseConnector:
+    return aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
+
 
 class Upstream:
     def __init__(self, backend: Backend, endpoint: Endpoint, *, connect_timeout: float = 10.0,
-                 auto_decompress: bool = True) -> None:
+                 auto_decompress: bool = True, connector: ConnectorFactory | None = None) -> None:
         self.backend = backend
         self.endpoint = endpoint
+        self._connector = connector or tcp_connector
         self._connect_timeout = connect_timeout
         self._auto_decompress = auto_decompress
         self._session: aiohttp.ClientSession | None = None
@@ -36,7 +46,7 @@ class Upstream:
     def session(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S),
+                connector=self._connector(),
                 timeout=aiohttp.ClientTimeout(total=None, sock_connect=self._connect_timeout),
                 auto_decompress=self._auto_decompress,
                 skip_auto_headers=("User-Agent",),

@@ -21,7 +21,7 @@ from anyclaude.doctor.backend import (
 )
 from tests.doctor.helpers import closed_port, context, one, python_without_mlx, run, script
 from tests.support.hub_cache import cache_model
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.scripted import ScriptedBackend
 from tests.support.tiny_model import build_scripted_model, default_models_dir
 
 

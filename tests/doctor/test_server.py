@@ -12,7 +12,7 @@ from anyclaude.doctor.server import corrections, server_check
 from anyclaude.timeouts import ONE_TOKEN_S
 from tests.doctor.helpers import closed_port, context, one, run, silent_server
 from tests.support.mlx_server import running_mlx_server
-from tests.support.scripted_backend import Reply, ScriptedBackend, mlx_lm_error
+from tests.support.scripted import Reply, ScriptedBackend, mlx_lm_error
 from tests.support.tiny_model import build_scripted_model, default_models_dir
 
 

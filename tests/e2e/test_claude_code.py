@@ -18,7 +18,6 @@ import pytest
 from transformers import AutoTokenizer
 
 from anyclaude.hub import find_tokenizer
-from anyclaude.proxy.server import ThreadedProxy
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
 from tests.support.claude_code import (
@@ -28,7 +27,7 @@ from tests.support.claude_code import (
     headless_env,
 )
 from tests.support.mlx_server import MlxServer, running_mlx_server
-from tests.support.proxy import TOKEN, running_proxy
+from tests.support.proxy import TOKEN, ThreadedProxy, running_proxy
 from tests.support.tiny_model import DEFAULT_SENTENCE, build_scripted_model, default_models_dir
 
 pytestmark = pytest.mark.e2e

@@ -23,11 +23,11 @@ import pytest
 from anyclaude import settings
 from anyclaude.compaction import claude_would_take
 from anyclaude.launcher import claude_env, proxy_config
-from anyclaude.proxy.server import ThreadedProxy
 from anyclaude.proxy.trace import Tracer
 from tests.support.claude_code import CLAUDE_VERSIONS, claude_path, headless_env
 from tests.support.mlx_server import MlxServer, running_mlx_server
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.proxy import ThreadedProxy
+from tests.support.scripted import ScriptedBackend
 from tests.support.tiny_model import DEFAULT_SENTENCE, build_scripted_model, default_models_dir
 
 pytestmark = pytest.mark.e2e

@@ -15,7 +15,7 @@ from transformers import AutoTokenizer
 
 from tests.support.claude_code import CLAUDE_VERSIONS, claude_path, headless_env
 from tests.support.proxy import TOKEN, running_proxy
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.scripted import ScriptedBackend
 from tests.support.tiny_model import build_scripted_model, default_models_dir
 
 pytestmark = pytest.mark.e2e

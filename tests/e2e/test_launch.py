@@ -35,7 +35,7 @@ from tests.support.claude_code import (
     write_fake_claude,
 )
 from tests.support.mlx_server import OPENBLAS, free_port, port_open, running_mlx_server
-from tests.support.scripted_backend import Reply, ScriptedBackend
+from tests.support.scripted import Reply, ScriptedBackend
 from tests.support.tiny_model import (
     DEFAULT_SENTENCE,
     build_scripted_model,

@@ -10,10 +10,9 @@ import anthropic
 import pytest
 
 from anyclaude.hub import find_tokenizer
-from anyclaude.proxy.server import ThreadedProxy
 from anyclaude.proxy.tokens import TokenCounter
 from tests.support.mlx_server import MlxServer, running_mlx_server
-from tests.support.proxy import client, running_proxy
+from tests.support.proxy import ThreadedProxy, client, running_proxy
 from tests.support.tiny_model import (
     DEFAULT_SENTENCE,
     DEFAULT_TOOL_ARGUMENTS,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.claude_code import CLAUDE_VERSIONS, claude_path, headless_env
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.scripted import ScriptedBackend
 
 pytestmark = pytest.mark.e2e
 

@@ -4,17 +4,20 @@ never a 5xx, a dropped connection or a hang, and the proxy keeps serving afterwa
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
+import aiohttp
 import pytest
+import pytest_asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from anyclaude.proxy.server import ThreadedProxy
-from tests.support.proxy import TOKEN, running_proxy
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.proxy import AUTH, Proxied, serving
+from tests.support.scripted import ScriptedBackend
+
+on_module_loop = pytest.mark.asyncio(loop_scope="module")
+"""Every test here shares one proxy and backend, on the module's loop."""
 
 OK: dict[str, Any] = {"model": "claude-x", "max_tokens": 10,
                       "messages": [{"role": "user", "content": "hi"}]}
@@ -110,20 +113,26 @@ CASES: list[tuple[str, bytes, str | None]] = [
 ]
 
 
-@pytest.fixture(scope="module")
-def served() -> Iterator[tuple[ScriptedBackend, ThreadedProxy]]:
-    with ScriptedBackend("mlx-lm") as backend, running_proxy("mlx-lm", backend.url) as proxy:
+Served = tuple[ScriptedBackend, Proxied]
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def served() -> AsyncIterator[Served]:
+    async with ScriptedBackend("mlx-lm") as backend, serving("mlx-lm", backend) as proxy:
         yield backend, proxy
 
 
-def send(proxy: ThreadedProxy, raw: bytes, content_type: str | None = None) -> httpx.Response:
-    headers = {"x-api-key": TOKEN, "Content-Type": content_type or "application/json"}
-    return httpx.post(proxy.url + "/v1/messages", content=raw, headers=headers, timeout=10)
+async def send(proxy: Proxied, raw: bytes, content_type: str | None = None,
+               path: str = "/v1/messages") -> aiohttp.ClientResponse:
+    headers = {**AUTH, "Content-Type": content_type or "application/json"}
+    response = await proxy.client.post(path, data=raw, headers=headers)
+    await response.read()
+    return response
 
 
-def assert_clear_4xx(response: httpx.Response) -> str:
-    assert 400 <= response.status_code < 500, (response.status_code, response.text)
-    body = response.json()
+async def assert_clear_4xx(response: aiohttp.ClientResponse) -> str:
+    assert 400 <= response.status < 500, (response.status, await response.text())
+    body = await response.json()
     assert body["type"] == "error" and body["request_id"].startswith("req_")
     message = body["error"]["message"]
     assert body["error"]["type"] in ("invalid_request_error", "request_too_large")
@@ -135,33 +144,34 @@ def test_the_catalogue_has_at_least_thirty_cases() -> None:
     assert len(CASES) >= 30 and len({name for name, _, _ in CASES}) == len(CASES)
 
 
+@on_module_loop
 @pytest.mark.parametrize(("name", "raw", "content_type"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input_gets_a_clear_4xx(served: tuple[ScriptedBackend, ThreadedProxy], name: str,
-                                    raw: bytes, content_type: str | None) -> None:
+async def test_bad_input_gets_a_clear_4xx(served: Served, name: str, raw: bytes,
+                                          content_type: str | None) -> None:
     backend, proxy = served
     before = len(backend.requests)
-    assert_clear_4xx(send(proxy, raw, content_type))
+    await assert_clear_4xx(await send(proxy, raw, content_type))
     assert len(backend.requests) == before, "a bad request reached the backend"
 
 
-def test_the_message_names_the_field(served: tuple[ScriptedBackend, ThreadedProxy]) -> None:
+@on_module_loop
+async def test_the_message_names_the_field(served: Served) -> None:
     _, proxy = served
-    message = assert_clear_4xx(send(proxy, msgs(user({"type": "text", "text": 5}))))
+    message = await assert_clear_4xx(await send(proxy, msgs(user({"type": "text", "text": 5}))))
     assert message.startswith("messages.0.content.0.text:")
 
 
-def test_enormous_strings_are_fine_when_valid(
-        served: tuple[ScriptedBackend, ThreadedProxy]) -> None:
+@on_module_loop
+async def test_enormous_strings_are_fine_when_valid(served: Served) -> None:
     _, proxy = served
-    response = send(proxy, msgs({"role": "user", "content": "é" * 2_000_000}))
-    assert response.status_code == 200
+    response = await send(proxy, msgs({"role": "user", "content": "é" * 2_000_000}))
+    assert response.status == 200
 
 
-def test_count_tokens_rejects_bad_input_too(served: tuple[ScriptedBackend, ThreadedProxy]) -> None:
+@on_module_loop
+async def test_count_tokens_rejects_bad_input_too(served: Served) -> None:
     _, proxy = served
-    response = httpx.post(proxy.url + "/v1/messages/count_tokens", content=b"[]",
-                          headers={"x-api-key": TOKEN, "Content-Type": "application/json"})
-    assert_clear_4xx(response)
+    await assert_clear_4xx(await send(proxy, b"[]", path="/v1/messages/count_tokens"))
 
 
 json_values = st.recursive(
@@ -179,13 +189,13 @@ request_bodies = st.fixed_dictionaries({}, optional={
     "temperature": json_values, "thinking": json_values})
 
 
+@on_module_loop
 @settings(max_examples=150, deadline=None, suppress_health_check=[
     HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(request_bodies)
-def test_fuzzed_requests_never_get_a_5xx(served: tuple[ScriptedBackend, ThreadedProxy],
-                                         body: dict[str, Any]) -> None:
+async def test_fuzzed_requests_never_get_a_5xx(served: Served, body: dict[str, Any]) -> None:
     _, proxy = served
-    response = send(proxy, json.dumps(body).encode())
-    assert response.status_code < 500, response.text
-    if response.status_code >= 400:
-        assert_clear_4xx(response)
+    response = await send(proxy, json.dumps(body).encode())
+    assert response.status < 500, await response.text()
+    if response.status >= 400:
+        await assert_clear_4xx(response)

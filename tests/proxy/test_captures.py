@@ -11,13 +11,12 @@ import anthropic
 import httpx
 import pytest
 
-from anyclaude.proxy.server import ThreadedProxy
 from anyclaude.proxy.trace import Tracer
 from tests.support import grammar
 from tests.support.capture import recorded
 from tests.support.claude_code import CLAUDE_VERSIONS
-from tests.support.proxy import TOKEN, running_proxy
-from tests.support.scripted_backend import ScriptedBackend
+from tests.support.proxy import TOKEN, ThreadedProxy, running_proxy
+from tests.support.scripted import ScriptedBackend
 
 
 @pytest.fixture(scope="module")

@@ -7,48 +7,48 @@ import json
 from pathlib import Path
 
 from anyclaude.proxy.trace import Tracer
-from tests.support.proxy import TOKEN, client, running_proxy
-from tests.support.scripted_backend import Reply, ScriptedBackend
+from tests.support.proxy import TOKEN, serving
+from tests.support.scripted import Reply, ScriptedBackend
 
 TOOLS = [{"name": "Bash", "input_schema": {"type": "object",
                                            "properties": {"command": {"type": "string"}}}}]
 BACKEND_KEY = "sk-backend-secret-key-42"
 
 
-def run(level: int, trace: Path | None = None) -> str:
+async def run(level: int, trace: Path | None = None) -> str:
     out = io.StringIO()
     tracer = Tracer(level, out, trace, secrets=(TOKEN, BACKEND_KEY))
-    with ScriptedBackend("vllm", model="m") as backend, \
-            running_proxy("openai", backend.url, "m", tracer=tracer) as proxy:
+    async with ScriptedBackend("vllm", model="m") as backend, \
+            serving("openai", backend, model="m", tracer=tracer) as proxy:
         backend.reply(Reply(text="Let me check.", tool_calls=[("Bash", '{"command": "ls"}')]),
                       Reply(text="done"))
-        sdk = client(proxy)
-        with sdk.messages.stream(model="claude-x", max_tokens=50, tools=TOOLS,  # type: ignore[arg-type]
-                                 messages=[{"role": "user", "content": f"my key {BACKEND_KEY}"}]) as s:
-            s.get_final_message()
-        sdk.messages.create(model="claude-x", max_tokens=50,
-                            messages=[{"role": "user", "content": "again"}])
+        async with proxy.sdk.messages.stream(
+                model="claude-x", max_tokens=50, tools=TOOLS,  # type: ignore[arg-type]
+                messages=[{"role": "user", "content": f"my key {BACKEND_KEY}"}]) as s:
+            await s.get_final_message()
+        await proxy.sdk.messages.create(model="claude-x", max_tokens=50,
+                                        messages=[{"role": "user", "content": "again"}])
     tracer.close()
     return out.getvalue()
 
 
-def test_level_1_prints_one_line_per_request() -> None:
-    lines = run(1).splitlines()
+async def test_level_1_prints_one_line_per_request() -> None:
+    lines = (await run(1)).splitlines()
     assert len(lines) == 2
     assert lines[0].startswith("[anyclaude] openai claude-x stream: prompt ")
     assert "ttft" in lines[0] and lines[0].endswith("tool_use")
     assert lines[1].endswith("end_turn")
 
 
-def test_level_2_adds_request_and_answer_summaries() -> None:
-    text = run(2)
+async def test_level_2_adds_request_and_answer_summaries() -> None:
+    text = await run(2)
     assert "→ upstream: 1 messages (u), 1 tools" in text
     assert "← text(13 chars), tool_use Bash; stop_reason tool_use" in text
 
 
-def test_level_3_writes_jsonl_traces_without_credentials(tmp_path: Path) -> None:
+async def test_level_3_writes_jsonl_traces_without_credentials(tmp_path: Path) -> None:
     trace = tmp_path / "trace.jsonl"
-    run(3, trace)
+    await run(3, trace)
     raw = trace.read_text()
     entries = [json.loads(line) for line in raw.splitlines()]
     steps = [e["step"] for e in entries]

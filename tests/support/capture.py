@@ -167,8 +167,10 @@ def saved(scenario: str, argv: Sequence[str], seen: Recorded,
     headers = {k: ("[redacted]" if k in ("authorization", "x-api-key") else v)
                for k, v in sorted(seen.headers.items()) if k not in ("host", "content-length")}
     path = seen.path + (f"?{seen.query}" if seen.query else "")
-    return scrub({"scenario": scenario, "argv": list(argv), "method": seen.method,
-                  "path": path, "headers": headers, "body": seen.body}, swaps)
+    record: dict[str, Any] = scrub({"scenario": scenario, "argv": list(argv),
+                                    "method": seen.method, "path": path, "headers": headers,
+                                    "body": seen.body}, swaps)
+    return record
 
 
 async def capture(version: str, scenario: Scenario, out: Path) -> list[Path]:
