@@ -14,7 +14,7 @@ import pytest
 
 from tests.support.claude_code import CLAUDE_VERSIONS, claude_path, headless_env
 from tests.support.proxy import TOKEN, running_proxy
-from tests.support.scripted_backend import Reply, Request, ScriptedBackend
+from tests.support.scripted import Reply, Request, ScriptedBackend
 
 pytestmark = pytest.mark.e2e
 

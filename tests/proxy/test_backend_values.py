@@ -5,16 +5,14 @@ cut at max_tokens never arrives as a tool_use, streaming or not, in every dialec
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
-from anyclaude.proxy.server import ThreadedProxy
 from tests.support.grammar import check, parse_sse
-from tests.support.proxy import MODE_FOR_DIALECT, TOKEN, client, running_proxy
-from tests.support.scripted_backend import Dialect, Reply, ScriptedBackend
+from tests.support.proxy import MODE_FOR_DIALECT, TOKEN, Proxied, serving
+from tests.support.scripted import Dialect, Reply, ScriptedBackend
 
 BODY: dict[str, Any] = {"model": "claude-x", "max_tokens": 100,
                         "messages": [{"role": "user", "content": "hi"}]}
@@ -25,9 +23,12 @@ TOOLS = [{"name": "Bash", "input_schema": {"type": "object", "properties": {
 HEADERS = {"x-api-key": TOKEN, "anthropic-version": "2023-06-01"}
 
 
+Served = tuple[ScriptedBackend, Proxied]
+
+
 @pytest.fixture
-def mlx() -> Iterator[tuple[ScriptedBackend, ThreadedProxy]]:
-    with ScriptedBackend("mlx-lm") as backend, running_proxy("mlx-lm", backend.url) as proxy:
+async def mlx() -> AsyncIterator[Served]:
+    async with ScriptedBackend("mlx-lm") as backend, serving("mlx-lm", backend) as proxy:
         yield backend, proxy
 
 
@@ -53,11 +54,12 @@ def raw(body: bytes) -> Reply:
     return Reply(error_body=body, content_type="text/event-stream")
 
 
-def streamed(proxy: ThreadedProxy, body: dict[str, Any] | None = None) -> dict[str, Any]:
-    response = httpx.post(proxy.url + "/v1/messages", json={**(body or BODY), "stream": True},
-                          headers=HEADERS, timeout=15)
-    assert response.status_code == 200, response.text
-    return check(parse_sse(response.content), complete=True)
+async def streamed(proxy: Proxied, body: dict[str, Any] | None = None) -> dict[str, Any]:
+    response = await proxy.client.post("/v1/messages", json={**(body or BODY), "stream": True},
+                                       headers=HEADERS)
+    content = await response.read()
+    assert response.status == 200, content
+    return check(parse_sse(content), complete=True)
 
 
 # -- class 9: token counts ------------------------------------------------------------------
@@ -68,21 +70,21 @@ types were already dropped and estimated: see tests/translate/test_usage.py)."""
 
 
 @pytest.mark.parametrize("value", BAD_COUNTS, ids=repr)
-def test_streamed_usage_is_always_non_negative_ints(mlx: tuple[ScriptedBackend, ThreadedProxy],
+async def test_streamed_usage_is_always_non_negative_ints(mlx: Served,
                                                     value: object) -> None:
     backend, proxy = mlx
     usage = {"prompt_tokens": value, "completion_tokens": value,
              "prompt_tokens_details": {"cached_tokens": value}}
     backend.reply(raw(sse(chunk("Hello"), chunk(finish="stop", usage=usage), b"[DONE]")))
-    summary = streamed(proxy)
+    summary = await streamed(proxy)
     assert summary["text"] == "Hello"
     for key, count in summary["usage"].items():
         assert type(count) is int and 0 <= count < 2**31, (key, count)
 
 
 @pytest.mark.parametrize("value", BAD_COUNTS, ids=repr)
-def test_non_streaming_usage_is_always_non_negative_ints(
-        mlx: tuple[ScriptedBackend, ThreadedProxy], value: object) -> None:
+async def test_non_streaming_usage_is_always_non_negative_ints(
+        mlx: Served, value: object) -> None:
     backend, proxy = mlx
     answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "scripted",
               "choices": [{"index": 0, "message": {"role": "assistant", "content": "Hello"},
@@ -90,17 +92,17 @@ def test_non_streaming_usage_is_always_non_negative_ints(
               "usage": {"prompt_tokens": value, "completion_tokens": value,
                         "prompt_tokens_details": {"cached_tokens": value}}}
     backend.reply(Reply(error_body=json.dumps(answer).encode()))
-    message = client(proxy).messages.create(**BODY)
+    message = await proxy.sdk.messages.create(**BODY)
     usage = message.usage.model_dump(exclude_none=True)
     for key in ("input_tokens", "output_tokens", "cache_read_input_tokens"):
         assert type(usage[key]) is int and 0 <= usage[key] < 2**31, (key, usage)
 
 
-def test_a_negative_output_count_is_not_passed_on(mlx: tuple[ScriptedBackend, ThreadedProxy]) -> None:
+async def test_a_negative_output_count_is_not_passed_on(mlx: Served) -> None:
     backend, proxy = mlx
     usage = {"prompt_tokens": 20, "completion_tokens": -3}
     backend.reply(raw(sse(chunk("Hi"), chunk(finish="stop", usage=usage), b"[DONE]")))
-    assert streamed(proxy)["usage"]["output_tokens"] == 0
+    assert (await streamed(proxy))["usage"]["output_tokens"] == 0
 
 
 # -- class 9: [DONE] ends the answer -----------------------------------------------------
@@ -118,13 +120,13 @@ AFTER_DONE = {
 
 
 @pytest.mark.parametrize("after", sorted(AFTER_DONE))
-def test_nothing_after_done_in_the_same_read_reaches_the_client(
-        mlx: tuple[ScriptedBackend, ThreadedProxy], after: str) -> None:
+async def test_nothing_after_done_in_the_same_read_reaches_the_client(
+        mlx: Served, after: str) -> None:
     backend, proxy = mlx
     usage = {"prompt_tokens": 20, "completion_tokens": 2}
     backend.reply(raw(sse(chunk("Hello"), chunk(finish="stop", usage=usage), b"[DONE]",
                           AFTER_DONE[after])))
-    summary = streamed(proxy, {**BODY, "tools": TOOLS})
+    summary = await streamed(proxy, {**BODY, "tools": TOOLS})
     assert summary["text"] == "Hello" and summary["tools"] == []
     assert summary["stop_reason"] == "end_turn"
     assert summary["usage"]["output_tokens"] == 2
@@ -137,17 +139,17 @@ CUT = '{"command": "rm -rf /tmp/build-'
 
 @pytest.mark.parametrize("dialect", ["mlx-lm", "lmstudio", "vllm", "llamacpp", "mlx-textgen"])
 @pytest.mark.parametrize("stream", [True, False])
-def test_a_call_cut_at_max_tokens_never_reaches_the_client_as_a_tool_use(
+async def test_a_call_cut_at_max_tokens_never_reaches_the_client_as_a_tool_use(
         dialect: Dialect, stream: bool) -> None:
-    with ScriptedBackend(dialect, strict_model=False) as backend, \
-            running_proxy(MODE_FOR_DIALECT[dialect], backend.url, "scripted") as proxy:
+    async with ScriptedBackend(dialect, strict_model=False) as backend, \
+            serving(MODE_FOR_DIALECT[dialect], backend, model="scripted") as proxy:
         backend.reply(Reply(text="Cleaning.", tool_calls=[("Bash", CUT)], finish_reason="length"))
         body = {**BODY, "tools": TOOLS}
         if stream:
-            summary = streamed(proxy, body)
+            summary = await streamed(proxy, body)
             uses, text, stop = summary["tools"], summary["text"], summary["stop_reason"]
         else:
-            message = client(proxy).messages.create(**body)
+            message = await proxy.sdk.messages.create(**body)
             uses = [b for b in message.content if b.type == "tool_use"]
             text = "".join(b.text for b in message.content if b.type == "text")
             stop = message.stop_reason

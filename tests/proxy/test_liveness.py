@@ -18,10 +18,9 @@ from typing import Any
 import httpx
 import pytest
 
-from anyclaude.proxy.server import ThreadedProxy
 from tests.support.grammar import check, parse_sse
-from tests.support.proxy import TOKEN, running_proxy
-from tests.support.scripted_backend import Reply, ScriptedBackend
+from tests.support.proxy import TOKEN, ThreadedProxy, running_proxy
+from tests.support.scripted import Reply, ScriptedBackend
 
 HEADERS = {"x-api-key": TOKEN, "anthropic-version": "2023-06-01"}
 HEALTH_BOUND = 10.0
