@@ -35,6 +35,7 @@ from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.server import ProxyServer
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
+from anyclaude.redact import RedactingFormatter, private_dir, private_file
 from anyclaude.settings import Settings
 from anyclaude.supervisor import Supervisor, note
 
@@ -236,20 +237,21 @@ def debug_output(settings: Settings, console: Console) -> Iterator[Tracer | None
                 stack.callback(setattr, logger, "propagate", True)
             yield None
             return
-        log_dir, stamp = settings.state_dir / "logs", time.strftime("%Y%m%d-%H%M%S")
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir, stamp = private_dir(settings.state_dir / "logs"), time.strftime("%Y%m%d-%H%M%S")
         stream: TextIO = sys.stderr
         if not proxy_only:
             path = log_dir / f"debug-{stamp}.log"
-            stream = stack.enter_context(path.open("a", encoding="utf-8"))
+            stream = stack.enter_context(os.fdopen(private_file(path), "a", encoding="utf-8"))
             note(console, f"Debug output: {path}")
         trace = log_dir / f"trace-{stamp}.jsonl" if level >= 3 else None
         if trace is not None:
             note(console, f"Traces: {trace}")
+        endpoint = settings.endpoint
         tracer = Tracer(level, stream, trace,
-                        secrets=(settings.proxy_token, settings.endpoint.api_key or ""))
+                        secrets=(settings.proxy_token, endpoint.api_key, endpoint.url))
         stack.callback(tracer.close)
         handler = logging.StreamHandler(stream)
+        handler.setFormatter(RedactingFormatter(tracer.redactor))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO if level == 1 else logging.DEBUG)
         stack.callback(logger.removeHandler, handler)

@@ -218,7 +218,7 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
                else _pump_whole(exchange, upstream, response))
     except AnthropicError as exc:
         failure = exc
-        await _write(response, exchange.emit(translator.fail(exc)))
+        await _write(response, exchange.emit(translator.fail(config.scrubbed(exc))))
     except (ConnectionResetError, asyncio.CancelledError):
         failure = AnthropicError(499, "client_closed", "client disconnected")
         raise
