@@ -81,3 +81,18 @@ def test_megabytes_of_broken_tool_arguments(mlx: tuple[ScriptedBackend, Threaded
     response = served_alongside(proxy, backend, post(proxy, body))
     summary = check(parse_sse(response.content), complete=True)
     assert summary["tools"] == [] and "not valid JSON" in summary["text"]
+
+
+def test_a_huge_sse_line_streams_through(mlx: tuple[ScriptedBackend, ThreadedProxy]) -> None:
+    """One 32 MB `data:` line, read in many pieces (the decoder's own cost is bounded in
+    tests/translate/test_sse.py)."""
+    backend, proxy = mlx
+    size = 32 << 20
+    chunk = (b'data: {"choices": [{"index": 0, "delta": {"content": "' + b"a" * size
+             + b'"}, "finish_reason": "stop"}]}\n\ndata: [DONE]\n\n')
+    backend.reply(Reply(error_body=chunk, content_type="text/event-stream"))
+    body = {"model": "claude-x", "max_tokens": 100000,
+            "messages": [{"role": "user", "content": "go"}]}
+    response = served_alongside(proxy, backend, post(proxy, body))
+    summary = check(parse_sse(response.content), complete=True)
+    assert len(summary["text"]) == size
