@@ -50,6 +50,9 @@ class _Call:
     upstream_id: str | None = None
     name: str = ""
     arguments: str | dict[str, Any] = ""
+    fragments: list[str] = field(default_factory=list)
+    """Streamed argument text, joined once at the end (appending to one string copied it
+    all for every fragment: quadratic in the size of a call)."""
     from_text: bool = False
     cut: bool = False
     """A text-printed call whose close marker never came."""
@@ -303,7 +306,7 @@ class StreamTranslator:
                 slot.upstream_id = call_id
             if isinstance(arguments, str):
                 if isinstance(slot.arguments, str):
-                    slot.arguments += arguments
+                    slot.fragments.append(arguments)
             elif isinstance(arguments, dict):
                 slot.arguments = arguments
 
@@ -312,6 +315,8 @@ class StreamTranslator:
         before their JSON closes (or whose close marker never came) was cut: repairing it
         would run a truncated command or write a truncated file, so it becomes a note."""
         for call in self._calls:
+            if call.fragments and isinstance(call.arguments, str):
+                call.arguments += "".join(call.fragments)
             self.output_chars += len(call.name) + len(str(call.arguments))
             name = self.plan.names.from_upstream(call.name) if call.name else ""
             if call.cut or (self.truncated and call.name and unclosed(call.arguments)):
