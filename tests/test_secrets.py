@@ -65,6 +65,19 @@ def test_startup_errors_naming_the_url_hide_its_password(tmp_path: Path) -> None
     assert PASSWORD not in result.stderr
 
 
+@pytest.mark.parametrize("json_output", [False, True])
+def test_doctor_shows_the_url_without_its_password(tmp_path: Path, json_output: bool) -> None:
+    with ScriptedBackend("vllm", model="coder") as backend:
+        url = backend.url.replace("http://", f"http://me:{PASSWORD}@")
+        env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8",
+               "XDG_CONFIG_HOME": str(tmp_path / "config"), "ANYCLAUDE_MODE": "openai",
+               "ANYCLAUDE_OPENAI_URL": url, "ANYCLAUDE_OPENAI_MODEL": "coder", "COLUMNS": "60",
+               "ANYCLAUDE_CLAUDE_PATH": str(write_fake_claude(tmp_path / "claude"))}
+        result = anyclaude(["doctor", *(["--json"] if json_output else [])], env, tmp_path)
+    assert "me:[redacted]@127.0.0.1" in result.stdout.replace("\n", "")
+    assert PASSWORD not in result.stdout + result.stderr
+
+
 def test_cli_errors_and_warnings_are_scrubbed(capsys: pytest.CaptureFixture[str]) -> None:
     cli.error(f"cannot reach https://u:{PASSWORD}@host/v1", f"detail https://{PASSWORD}@h/")
     cli.warning(f"see http://x:{PASSWORD}@h")
