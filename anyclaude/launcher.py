@@ -35,7 +35,7 @@ from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.server import ProxyServer
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
-from anyclaude.redact import RedactingFormatter, private_dir, private_file
+from anyclaude.redact import RedactingFormatter, Redactor, private_dir, private_file
 from anyclaude.settings import Settings
 from anyclaude.supervisor import Supervisor, note
 
@@ -228,12 +228,19 @@ def debug_output(settings: Settings, console: Console) -> Iterator[Tracer | None
     level, proxy_only = settings.debug, settings.proxy_only
     logger = logging.getLogger("anyclaude")
     with contextlib.ExitStack() as stack:
+        endpoint = settings.endpoint
+        secrets = (settings.proxy_token, endpoint.api_key, endpoint.url)
         if level < 1:
+            # Without a terminal of its own nothing may print (NullHandler: also keeps
+            # logging's last-resort stderr away); in proxy-only mode warnings do, redacted.
+            handler: logging.Handler = logging.NullHandler() if not proxy_only else \
+                logging.StreamHandler(sys.stderr)
+            handler.setLevel(logging.WARNING)
+            handler.setFormatter(RedactingFormatter(Redactor(secrets)))
+            logger.addHandler(handler)
+            stack.callback(logger.removeHandler, handler)
             if not proxy_only:
-                quiet = logging.NullHandler()  # also keeps logging's last-resort stderr away
-                logger.addHandler(quiet)
                 logger.propagate = False
-                stack.callback(logger.removeHandler, quiet)
                 stack.callback(setattr, logger, "propagate", True)
             yield None
             return
@@ -246,9 +253,7 @@ def debug_output(settings: Settings, console: Console) -> Iterator[Tracer | None
         trace = log_dir / f"trace-{stamp}.jsonl" if level >= 3 else None
         if trace is not None:
             note(console, f"Traces: {trace}")
-        endpoint = settings.endpoint
-        tracer = Tracer(level, stream, trace,
-                        secrets=(settings.proxy_token, endpoint.api_key, endpoint.url))
+        tracer = Tracer(level, stream, trace, secrets=secrets)
         stack.callback(tracer.close)
         handler = logging.StreamHandler(stream)
         handler.setFormatter(RedactingFormatter(tracer.redactor))
