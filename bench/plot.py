@@ -55,6 +55,37 @@ def main() -> Path:
     out = RESULTS / "summary.png"
     figure.savefig(out, dpi=110)
     print(out)
+    warm = load("warm_start")
+    if warm:
+        print(warm_start(plt, warm))
+    return out
+
+
+LABELS = {"cold": "cold start", "warm_up": "fresh server,\nwarmed up", "kept": "kept alive",
+          "follow_up": "follow-up turn", "other_folder": "kept, new folder"}
+
+
+def warm_start(plt: Any, warm: dict[str, Any]) -> Path:
+    """`warm_start.png`: time to the first token of a new session per case, with the share of
+    its first prompt served from the cache."""
+    cases = [c for c in LABELS if c in warm["cases"]]
+    rows = [warm["cases"][c] for c in cases]
+    figure, axis = plt.subplots(figsize=(8, 3.6))
+    seconds = [r["to_first_token_s"] for r in rows]
+    axis.bar([LABELS[c] for c in cases], seconds,
+             color=["#999999", "#5b8def", "#d97757", "#bbbbbb", "#cccccc"][: len(cases)])
+    for x, row in enumerate(rows):
+        axis.text(x, row["to_first_token_s"], f"{row['to_first_token_s']:.1f} s\n"
+                  f"{row['cached_share']:.0%} cached", ha="center", va="bottom", fontsize=8)
+    axis.set_yscale("log")
+    axis.set_ylim(top=max(seconds) * 4)
+    axis.set_ylabel("s, log scale")
+    axis.set_title(f"Time to the first token of a session (`anyclaude -p`, Claude Code "
+                   f"{warm['claude_code']},\n~{rows[0]['prompt_tokens']:,}-token first prompt, "
+                   "real mlx-lm server on 2 CPU cores)", fontsize=10)
+    figure.tight_layout()
+    out = RESULTS / "warm_start.png"
+    figure.savefig(out, dpi=110)
     return out
 
 
