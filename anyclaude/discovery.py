@@ -13,6 +13,7 @@ import asyncio
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from anyclaude import hub, probes
@@ -36,7 +37,7 @@ async def find(backend: Backend, endpoint: Endpoint, configured: int | None) -> 
         found = await from_server(endpoint)
         if found:
             return Window(found, "reported by the server")
-    if backend.model_files:
+    if backend.model_files or local_folder(endpoint.model):
         found = from_model_folder(endpoint.model)
         if found:
             return Window(found, "from the model's config")
@@ -94,6 +95,12 @@ async def from_server(endpoint: Endpoint) -> int | None:
     found = (read(answer.body, endpoint.model) for (_, read), answer in
              zip(readers, answers, strict=True) if answer.status == 200)
     return next((tokens for tokens in found if tokens), None)
+
+
+def local_folder(model: str | None) -> bool:
+    """The model setting names a local model folder (any mode: servers that load a model
+    by path, in `openai` mode too)."""
+    return bool(model) and (Path(str(model)).expanduser() / "config.json").is_file()
 
 
 def from_model_folder(model: str | None) -> int | None:

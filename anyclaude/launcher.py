@@ -114,7 +114,8 @@ def proxy_config(settings: Settings, window: int | None,
     """What the proxy serves this run; the model folder's tokenizer, when there is one,
     makes count_tokens exact."""
     endpoint = settings.endpoint
-    tokenizer = find_tokenizer(endpoint.model) if settings.backend.model_files else None
+    tokenizer = find_tokenizer(endpoint.model) if settings.backend.model_files \
+        or discovery.local_folder(endpoint.model) else None
     return ProxyConfig(backend=settings.backend, endpoint=endpoint, token=settings.proxy_token,
                        context_window=window, max_output_tokens=settings.max_output_tokens,
                        tool_calls=settings.tool_calls, small_model=settings.small_model,

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 
 from anyclaude import timeouts
-from anyclaude.backends.base import Backend, Endpoint
+from anyclaude.backends.base import Backend, Endpoint, upstream_model
 from anyclaude.backends.net import auth_headers, server_root
 
 
@@ -48,13 +48,16 @@ def health_url(backend: Backend, endpoint: Endpoint) -> str:
     return base + backend.health_path
 
 
-def one_token_request(backend: Backend, endpoint: Endpoint) -> tuple[str, dict[str, Any]]:
-    """The URL and body of the smallest completion that proves the model is loaded."""
+def one_token_request(backend: Backend, endpoint: Endpoint,
+                      tokens: int = 1) -> tuple[str, dict[str, Any]]:
+    """The URL and body of the smallest completion that proves the model is loaded (plus the
+    tokens a server that stops short of `max_tokens` needs to produce any)."""
     dialect = backend.dialect
     body: dict[str, Any] = {"messages": [{"role": "user", "content": "hi"}],
-                            dialect.max_tokens_param: 1, "stream": False}
+                            dialect.max_tokens_param: tokens + dialect.stops_short_by,
+                            "stream": False}
     if dialect.model_field != "omit" and endpoint.model:
-        body["model"] = endpoint.model
+        body["model"] = upstream_model(dialect, endpoint.model)
     return endpoint.url.rstrip("/") + "/chat/completions", body
 
 

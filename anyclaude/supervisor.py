@@ -34,11 +34,15 @@ from anyclaude.keep import client as keep
 from anyclaude.keep.state import format_duration
 from anyclaude.processes import describe_exit, tree
 from anyclaude.redact import private_dir, private_file, scrub
+from anyclaude.translate.errors import backend_message
 
 POLL_S = 0.2
 TAIL_LINES = 15
 KEEPER_GONE = -(10**6)
 """Exit code stand-in for a kept server whose keeper vanished (its code is unknown)."""
+FAILED_GENERATIONS = 3
+"""Consecutive HTTP 500 answers to the readiness request that mean every generation fails
+(mlx-textgen on Linux), rather than a model still loading."""
 
 
 class BackendError(UserError):
@@ -121,6 +125,10 @@ class Supervisor:
         """Make sure a healthy backend answers at the endpoint, starting it when needed."""
         if not self.backend.local:
             return
+        if self.backend.model_required and not self.endpoint.model:
+            self.say(f"Warning: {self.backend.model_setting} is not set and {self.name} loads "
+                     "the model each request names, so every request will fail; set it to a "
+                     "model folder or Hugging Face id.")
         async with probes.session(self.endpoint) as session:
             spec = self._keep_spec()
             if spec is not None:
@@ -322,13 +330,14 @@ class Supervisor:
     async def _confirm(self, session: aiohttp.ClientSession, deadline: float) -> None:
         """mlx-lm's /health answers before the model is loaded: wait for a real answer."""
         url, body = probes.one_token_request(self.backend, self.endpoint)
-        last = "no answer yet"
+        last, errors = "no answer yet", 0
         while time.monotonic() < deadline:
             status, text = await self._attempt(session, url, body, deadline)
             if status == 200:
                 return
-            last = f"HTTP {status}: {text[:200]}" if status else text
-            if 400 <= status < 500:
+            last = f"HTTP {status}: {backend_message(text.encode())[:200]}" if status else text
+            errors = errors + 1 if status == 500 else 0
+            if 400 <= status < 500 or errors >= FAILED_GENERATIONS:
                 where = f"its last log lines are below (full log: {self.log_path})" \
                     if self.log_path else f"check {self.backend.model_setting}"
                 raise BackendError(f"{self.name.capitalize()} failed a 1-token test request "

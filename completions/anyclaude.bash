@@ -12,7 +12,7 @@ _anyclaude() {
         [[ ${COMP_WORDS[i]} == "--" ]] && { COMPREPLY=(); return; }
     done
     case $prev in
-        --mode) COMPREPLY=($(compgen -W "mlx-lm mlx-textgen lmstudio openai claude" -- "$cur")); return ;;
+        --mode) COMPREPLY=($(compgen -W "mlx-lm mlx-textgen mlx-openai-server mlx-omni-server fastmlx lmstudio openai claude" -- "$cur")); return ;;
         --backend-model) compopt -o dirnames 2>/dev/null; COMPREPLY=(); return ;;
         --port|--backend-url|--context-window|--startup-timeout|--keep-alive) compopt +o default 2>/dev/null; COMPREPLY=(); return ;;
     esac

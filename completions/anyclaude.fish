@@ -11,7 +11,7 @@ function __anyclaude_using --description 'Is this `anyclaude [SUBCOMMAND] ...`?'
 end
 
 complete -c anyclaude -n 'test (count (commandline -opc)) -eq 1' -a 'doctor status stop' -d 'subcommand'
-complete -c anyclaude -n '__anyclaude_using' -l mode -x -a 'mlx-lm mlx-textgen lmstudio openai claude' -d 'Backend'
+complete -c anyclaude -n '__anyclaude_using' -l mode -x -a 'mlx-lm mlx-textgen mlx-openai-server mlx-omni-server fastmlx lmstudio openai claude' -d 'Backend'
 complete -c anyclaude -n '__anyclaude_using' -l proxy-only -d 'Serve the proxy only'
 complete -c anyclaude -n '__anyclaude_using' -l port -x -d 'Proxy port on 127.0.0.1'
 complete -c anyclaude -n '__anyclaude_using' -l backend-url -x -d 'The backend\'s base URL'
@@ -22,7 +22,7 @@ complete -c anyclaude -n '__anyclaude_using' -l keep-alive -x -d 'How long a ser
 complete -c anyclaude -n '__anyclaude_using' -l version -d 'Show anyclaude\'s version'
 complete -c anyclaude -n '__anyclaude_using' -l help -d 'Show this message and exit'
 complete -c anyclaude -n '__anyclaude_using doctor' -l json -d 'Print the checks as JSON'
-complete -c anyclaude -n '__anyclaude_using doctor' -l mode -x -a 'mlx-lm mlx-textgen lmstudio openai claude' -d 'Backend'
+complete -c anyclaude -n '__anyclaude_using doctor' -l mode -x -a 'mlx-lm mlx-textgen mlx-openai-server mlx-omni-server fastmlx lmstudio openai claude' -d 'Backend'
 complete -c anyclaude -n '__anyclaude_using doctor' -l port -x -d 'Proxy port on 127.0.0.1'
 complete -c anyclaude -n '__anyclaude_using doctor' -l backend-url -x -d 'The backend\'s base URL'
 complete -c anyclaude -n '__anyclaude_using doctor' -l backend-model -x -a '(__fish_complete_directories)' -d 'The backend\'s model'

@@ -104,7 +104,7 @@ def test_version_and_help_are_anyclaude_s(tmp_path: Path, env: dict[str, str]) -
     ([], {"ANYCLAUDE_PORT": "abc"}, "ANYCLAUDE_PORT (port) from the environment is 'abc'"),
     (["--port", "99999"], {}, "ANYCLAUDE_PORT (port) from the command line is '99999'"),
     (["--mode", "ollama"], {}, "ANYCLAUDE_MODE (mode) from the command line is 'ollama', but "
-     "expected one of mlx-lm, mlx-textgen, lmstudio, openai, claude"),
+     "expected one of mlx-lm, mlx-textgen, mlx-openai-server, mlx-omni-server, fastmlx, lmstudio, openai, claude"),
     (["--startup-timeout", "-1"], {}, "ANYCLAUDE_STARTUP_TIMEOUT (startup_timeout)"),
     (["--backend-model", "m"], {}, "--backend-model does not apply to claude mode"),
     (["--backend-url", "nope"], {}, "ANTHROPIC_UPSTREAM_URL (claude.url) from the command line"),

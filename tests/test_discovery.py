@@ -135,6 +135,16 @@ def test_a_local_model_folder_gives_max_position_embeddings(tmp_path: Path) -> N
     assert discover("mlx-lm", {}, model=nested)[0] == 32768
 
 
+def test_a_local_model_folder_counts_in_every_mode(tmp_path: Path) -> None:
+    """Servers that load a model by path (Omni, FastMLX, mlx-openai-server) report no
+    window, in their own modes or through the openai mode: the folder's config says."""
+    model = write_config(tmp_path / "m", {"max_position_embeddings": 2048})
+    for mode in ("openai", "mlx-omni-server", "fastmlx", "mlx-openai-server"):
+        assert discover(mode, {"/v1/models": {"object": "list", "data": []}},
+                        model=model)[0] == 2048, mode
+    assert discover("openai", {}, model="some-served-name")[0] is None
+
+
 def test_a_server_that_never_answers_does_not_hold_up_the_launch(tmp_path: Path) -> None:
     model = write_config(tmp_path / "m", {"max_position_embeddings": 2048})
     routes = {"/api/v0/models": HANG, "/v1/models": HANG, "/props": HANG}

@@ -103,7 +103,7 @@ def test_values_are_parsed_to_their_types(tmp_path: Path, env: dict[str, str],
     ({}, {"port": "70000"}, "ANYCLAUDE_PORT (port) from the command line is '70000', but "
      "expected a port number between 0 and 65535; fix or remove it."),
     ({"ANYCLAUDE_MODE": "ollama"}, {}, "ANYCLAUDE_MODE (mode) from the environment is "
-     "'ollama', but expected one of mlx-lm, mlx-textgen, lmstudio, openai, claude; fix or "
+     "'ollama', but expected one of mlx-lm, mlx-textgen, mlx-openai-server, mlx-omni-server, fastmlx, lmstudio, openai, claude; fix or "
      "remove it."),
     ({"MLX_LM_URL": "localhost:8081"}, {}, "MLX_LM_URL (mlx-lm.url) from the environment is "
      "'localhost:8081', but expected an http:// or https:// URL; fix or remove it."),

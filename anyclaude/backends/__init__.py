@@ -5,7 +5,16 @@ from __future__ import annotations
 
 from importlib import metadata
 
-from anyclaude.backends import claude, lmstudio, mlx_lm, mlx_textgen, openai
+from anyclaude.backends import (
+    claude,
+    fastmlx,
+    lmstudio,
+    mlx_lm,
+    mlx_omni_server,
+    mlx_openai_server,
+    mlx_textgen,
+    openai,
+)
 from anyclaude.backends.base import Backend
 
 _REGISTRY: dict[str, Backend] = {}
@@ -16,7 +25,8 @@ def register(backend: Backend) -> None:
     _REGISTRY[backend.name] = backend
 
 
-for _module in (mlx_lm, mlx_textgen, lmstudio, openai, claude):
+for _module in (mlx_lm, mlx_textgen, mlx_openai_server, mlx_omni_server, fastmlx, lmstudio,
+                openai, claude):
     register(_module.BACKEND)
 
 

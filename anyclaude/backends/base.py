@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
 
 ModelField = Literal["omit", "configured", "request"]
@@ -18,7 +19,7 @@ name Claude Code sent (only for servers that route by name)."""
 ToolCalls = Literal["native", "text"]
 """Native OpenAI `tool_calls`, or calls parsed out of the text by `translate.textcalls`."""
 
-SchemaProfile = Literal["minimal", "grammar", "strict"]
+SchemaProfile = Literal["minimal", "grammar", "strict", "outlines"]
 Protocol = Literal["openai", "anthropic"]
 
 
@@ -58,6 +59,28 @@ class Dialect:
     """Pass Claude Code's structured-output requests (`output_config.format`, e.g. session
     titles) as `response_format` json_schema, which guided-decoding servers honour."""
     extra_body: Mapping[str, object] = field(default_factory=dict)
+    send_tools: bool = True
+    """False: the server rejects OpenAI `tools` (FastMLX answers 422), so the tools are
+    described in the system prompt, Hermes style, past calls and results travel as text, and
+    calls are parsed out of the answer's text."""
+    stops_short_by: int = 0
+    """The server ends `max_tokens` this many tokens early and still says `stop`
+    (MLX-Omni-Server: 1); a `stop` that close to the limit is reported as `max_tokens`."""
+    chunk_is_token: bool = False
+    """No usage is reported, but each streamed content chunk is one token (FastMLX): count
+    them to tell a cut answer from a finished one."""
+    model_name: Literal["as-set", "folder-name"] = "as-set"
+    """`folder-name`: a local model folder is served under its base name (mlx-textgen), so
+    that is the `model` sent."""
+
+
+def upstream_model(dialect: Dialect, model: str | None) -> str | None:
+    """The `model` field for a configured model setting, as the server names it."""
+    if model and dialect.model_name == "folder-name":
+        folder = Path(model).expanduser()
+        if folder.is_dir():
+            return folder.resolve().name
+    return model
 
 
 @dataclass(frozen=True)
@@ -151,6 +174,9 @@ class Backend:
     """The model setting names the model's files (a local folder, or a Hub id in the Hugging
     Face cache) rather than a name the server knows: anyclaude then reads its tokenizer (exact
     count_tokens) and `config.json` (the context window), and doctor checks it is there."""
+    model_required: bool = False
+    """Every request must name a model (the server loads it per request): warn at start
+    when the model setting is empty."""
 
     @property
     def passthrough(self) -> bool:

@@ -24,6 +24,13 @@ def openblas_path(machine: str | None = None, lib_root: Path = Path("/usr/lib"))
     return lib_root / f"{arch}-linux-gnu" / "openblas-pthread" / "libopenblas.so.0"
 
 
+def mlx_env() -> dict[str, str]:
+    """The environment of every MLX server anyclaude starts: OpenBLAS preloaded on Linux
+    when it is installed (doctor reports that preload)."""
+    openblas = openblas_path()
+    if sys.platform.startswith("linux") and openblas.exists():
+        return {"LD_PRELOAD": str(openblas)}
+    return {}
 
 def _launch(endpoint: Endpoint, options: Mapping[str, str | None]) -> LaunchPlan | None:
     if not endpoint.model:
@@ -32,11 +39,7 @@ def _launch(endpoint: Endpoint, options: Mapping[str, str | None]) -> LaunchPlan
     python = options.get("python") or sys.executable
     argv = [python, "-m", "mlx_lm", "server", "--model", endpoint.model,
             "--host", "127.0.0.1", "--port", str(port)]
-    env: dict[str, str] = {}
-    openblas = openblas_path()
-    if sys.platform.startswith("linux") and openblas.exists():
-        env["LD_PRELOAD"] = str(openblas)
-    return LaunchPlan(argv=argv, env=env)
+    return LaunchPlan(argv=argv, env=mlx_env())
 
 
 BACKEND = Backend(

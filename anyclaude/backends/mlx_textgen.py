@@ -2,7 +2,11 @@
 
 Quirks (protocol-notes §G.3): streaming with tools loses the tool call, so tool requests
 go non-streaming and the proxy streams the result; an assistant turn may not carry both
-text and tool calls; one system message only; `reasoning_effort` crashes it.
+text and tool calls; one system message only; `reasoning_effort` crashes it. A folder is
+served under its base name. Tool calls are constrained by an outlines grammar built from
+the tool schemas, which must avoid what outlines cannot compile (`format`, properties
+without a type: the `outlines` schema profile). `/v1/models` answers even when every
+generation fails, so readiness is a 1-token answer.
 """
 
 from __future__ import annotations
@@ -10,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from anyclaude.backends.base import Backend, Dialect, Endpoint, LaunchPlan, Option, Requirement
+from anyclaude.backends.mlx_lm import mlx_env
 from anyclaude.backends.net import host_port
 
 
@@ -19,7 +24,7 @@ def _launch(endpoint: Endpoint, options: Mapping[str, str | None]) -> LaunchPlan
     _, port = host_port(endpoint.url)
     exe = options.get("executable") or "mlx_textgen"
     argv = [exe, "serve", "-m", endpoint.model, "--host", "127.0.0.1", "-p", str(port)]
-    return LaunchPlan(argv=argv)
+    return LaunchPlan(argv=argv, env=mlx_env())
 
 
 BACKEND = Backend(
@@ -35,11 +40,13 @@ BACKEND = Backend(
         tool_calls="native",
         stream_with_tools=False,
         text_with_tool_calls=False,
-        schema_profile="minimal",
+        schema_profile="outlines",
+        model_name="folder-name",
         include_usage=False,
         send_top_k=True,
     ),
     health_path="/models",
+    confirm_with_generation=True,
     start=_launch,
     start_hint="start it with `mlx_textgen serve -m MODEL -p PORT`, "
     "or set MLX_TEXTGEN_MODEL so anyclaude starts it",

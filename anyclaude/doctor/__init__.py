@@ -30,6 +30,7 @@ from anyclaude.doctor.render import render, to_json
 from anyclaude.doctor.result import Context, Result, fail, warn
 from anyclaude.doctor.server import server_check
 from anyclaude.doctor.system import claude_check, node_check, platform_check, python_check
+from anyclaude.doctor.tools import tool_check
 from anyclaude.settings import Settings
 
 __all__ = ["CHECKS", "Context", "Result", "collect", "run"]
@@ -60,6 +61,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("backend-package", package_check),
     ("model", model_check),
     ("backend-server", server_check),
+    ("tool-calls", tool_check),
     ("context-window", context_check),
     ("proxy-port", _proxy_port),
     ("credentials", credentials_check),

@@ -38,9 +38,12 @@ class Probe:
 
     @property
     def models(self) -> list[str]:
-        data = self.listed.body.get("data") if isinstance(self.listed.body, dict) else None
+        """Listed model ids: OpenAI's `{"data": [{"id"}]}` or FastMLX's `{"models": [...]}`."""
+        body = self.listed.body if isinstance(self.listed.body, dict) else {}
+        data = body.get("data", body.get("models"))
         entries = data if isinstance(data, list) else []
-        return [str(e["id"]) for e in entries if isinstance(e, dict) and e.get("id")]
+        return [str(e["id"] if isinstance(e, dict) else e) for e in entries
+                if (isinstance(e, dict) and e.get("id")) or (isinstance(e, str) and e)]
 
 
 def corrections(url: str) -> list[str]:
@@ -63,8 +66,12 @@ async def probe(backend: Backend, endpoint: Endpoint) -> Probe:
         if listed.status != 200:
             corrected = next((o for o in others if answers[o + "/models"].status == 200), None)
         result = Probe(base, health_url, answers[health_url], listed, corrected)
-        if result.up and corrected is None and backend.confirm_with_generation:
-            url, body = probes.one_token_request(backend, endpoint)
+        # An empty listing (Omni's `data: []`, mlx-lm's empty body) proves nothing either
+        # way: a short generation tells whether the server serves.
+        if result.up and corrected is None and (backend.confirm_with_generation or (
+                listed.status == 200 and not result.models and backend.model_setting)):
+            # 2 tokens: servers that stop one short fail at 1
+            url, body = probes.one_token_request(backend, endpoint, tokens=2)
             generation = await probes.ask(session, url, body, timeouts.ONE_TOKEN_S)
             result = Probe(base, health_url, result.health, listed, None, generation)
     return result

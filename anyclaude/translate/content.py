@@ -74,6 +74,9 @@ def message_parts(blocks: Sequence[Mapping[str, Any]], *, vision: bool, notes: l
                 parts.append({"type": "text", "text": block["text"]})
         elif kind == "image":
             parts.append(_image(block["source"], vision))
+            if not vision:
+                notes.append("replaced an image with a text placeholder: the backend takes "
+                              "text only")
         elif kind == "document":
             parts.extend(_document(block, vision))
         elif kind == "search_result":

@@ -135,10 +135,19 @@ def backend_message(body: bytes, content_type: str = "") -> str:
             if isinstance(value, dict):
                 value = value.get("message") or value.get("msg") or value
             if isinstance(value, list) and value and isinstance(value[0], dict):
-                value = value[0].get("msg", value[0])
+                value = _validation_error(value[0])
             if value:
                 return str(value)[:500]
     return text[:500]
+
+
+def _validation_error(item: dict[str, Any]) -> str:
+    """FastAPI's first 422 detail with its field path: `body.tools.0.name: Field required`."""
+    message = str(item.get("msg", item))
+    location = item.get("loc")
+    if isinstance(location, list) and location:
+        return ".".join(str(part) for part in location) + ": " + message
+    return message
 
 
 _MODEL_MISSING = re.compile(

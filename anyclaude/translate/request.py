@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from anyclaude.backends.base import Dialect, ToolCalls
+from anyclaude.backends.base import Dialect, ToolCalls, upstream_model
 from anyclaude.translate.arguments import dumps_arguments
 from anyclaude.translate.content import (
     Parts,
@@ -31,6 +31,7 @@ from anyclaude.translate.errors import prompt_too_long
 from anyclaude.translate.firstturn import context_first
 from anyclaude.translate.schemas import ToolNameMap, clean_schema
 from anyclaude.translate.tolerate import tolerate
+from anyclaude.translate.toolprompt import inline
 
 BILLING_PREFIX = "x-anthropic-billing-header:"
 _BILLING_LINE = re.compile(r"^x-anthropic-billing-header:[^\n]*\n?", re.M)
@@ -65,6 +66,9 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     """What was dropped or changed, for debug output."""
     background: bool = False
+    stops_short_by: int = 0
+    """See `Dialect.stops_short_by`: how close to `max_tokens` a `stop` means cut off."""
+    chunk_is_token: bool = False
     requested_max_tokens: int = field(init=False)
     """`max_tokens` as the client asked, before `apply_limits` clamps `max_tokens`."""
 
@@ -292,7 +296,7 @@ def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None
     names = tools.names
     body: dict[str, Any] = {}
     if dialect.model_field == "configured" and model:
-        body["model"] = model
+        body["model"] = upstream_model(dialect, model)
     elif dialect.model_field == "request":
         body["model"] = request["model"]
     body["messages"] = translate_messages(request, dialect, names, notes)
@@ -305,7 +309,9 @@ def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None
     stops = [s for s in request.get("stop_sequences") or [] if s]
     if stops and dialect.send_stop:
         body["stop"] = stops
-    if tools.entries:
+    if not dialect.send_tools:
+        body["messages"] = inline(body["messages"], tools.entries)
+    elif tools.entries:
         body["tools"] = tools.entries
         choice = request.get("tool_choice")
         if dialect.tool_choice and isinstance(choice, Mapping):
@@ -332,7 +338,8 @@ def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None
     body["stream"] = upstream_stream
     if upstream_stream and dialect.include_usage:
         body["stream_options"] = {"include_usage": True}
-    text_tools = (tool_calls or dialect.tool_calls) == "text" and bool(tools.entries)
+    text_tools = ((tool_calls or dialect.tool_calls) == "text" or not dialect.send_tools) \
+        and bool(tools.entries)
     formats = (("think",) if dialect.parse_inline_think else ()) + (
         dialect.text_tool_formats if text_tools else ())
     plan = Plan(
@@ -342,7 +349,8 @@ def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None
         schemas=tools.schemas, emit_thinking=thinking is not False,
         text_tools=text_tools, text_formats=formats,
         start_in_thinking=dialect.start_in_thinking, max_tokens_param=dialect.max_tokens_param,
-        notes=notes)
+        notes=notes, stops_short_by=dialect.stops_short_by,
+        chunk_is_token=dialect.chunk_is_token)
     apply_limits(plan, limits)
     return plan
 

@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 __all__ = ["STRICT_FORMATS", "Profile", "ToolNameMap", "clean_schema"]
 
-Profile = Literal["minimal", "grammar", "strict"]
+Profile = Literal["minimal", "grammar", "strict", "outlines"]
 
 _ALWAYS = frozenset({"$schema", "$id", "$comment"})
 _DROP: dict[str, frozenset[str]] = {
@@ -26,7 +26,14 @@ _DROP: dict[str, frozenset[str]] = {
     | {"pattern", "format", "minLength", "maxLength", "minItems", "maxItems", "propertyNames"},
     # OpenAI-strict style validators and guided decoding.
     "strict": _ALWAYS | {"default", "pattern"},
+    # outlines (mlx-textgen's tool-call grammar): no `format` ("Format uri is not supported"),
+    # and every property needs a type (see `_typed`).
+    "outlines": _ALWAYS
+    | {"pattern", "format", "minLength", "maxLength", "minItems", "maxItems", "propertyNames"},
 }
+_SAYS_WHAT = frozenset({"type", "anyOf", "oneOf", "allOf", "enum", "const", "$ref"})
+_ANY_JSON: tuple[dict[str, object], ...] = tuple(
+    {"type": kind} for kind in ("string", "number", "boolean", "object", "array", "null"))
 STRICT_FORMATS = frozenset({"date-time", "date", "time", "email", "uuid"})
 
 # Keywords whose values are subschemas (everything else is copied as data).
@@ -60,6 +67,8 @@ def clean_schema(schema: object, profile: Profile) -> dict[str, object]:
     root = (
         _clean(schema, _DROP[profile], profile == "strict") if isinstance(schema, Mapping) else {}
     )
+    if profile == "outlines":
+        root = _typed(root)
     out: dict[str, object] = {}
     if "type" not in root:
         out["type"] = "object"
@@ -95,6 +104,31 @@ def _clean(node: Mapping[Any, Any], drop: frozenset[str], strict: bool) -> dict[
         else:
             out[key] = _copy(value)
     return out
+
+
+def _typed(node: dict[str, object]) -> dict[str, object]:
+    """Give every property and item schema that says nothing about its values (a bare
+    description) an explicit "any JSON value", which outlines can compile."""
+    out = dict(node)
+    properties = out.get("properties")
+    if isinstance(properties, dict):
+        out["properties"] = {name: _typed_value(sub) for name, sub in properties.items()}
+    for key in ("items", "additionalProperties"):
+        if isinstance(out.get(key), dict):
+            out[key] = _typed_value(out[key])
+    for key in ("anyOf", "oneOf", "allOf"):
+        value = out.get(key)
+        if isinstance(value, list):
+            out[key] = [_typed(v) if isinstance(v, dict) else v for v in value]
+    return out
+
+
+def _typed_value(sub: object) -> object:
+    if not isinstance(sub, dict):
+        return sub
+    if _SAYS_WHAT.isdisjoint(sub):
+        return {**sub, "anyOf": [dict(kind) for kind in _ANY_JSON]}
+    return _typed(sub)
 
 
 def _sub(value: object, drop: frozenset[str], strict: bool) -> object:

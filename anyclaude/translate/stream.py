@@ -84,6 +84,8 @@ class StreamTranslator:
         self.blocks = 0
         self.output_chars = 0
         self.tool_uses = 0
+        self.chunks = 0
+        """Content chunks received (one token each where `plan.chunk_is_token`)."""
 
     # -- public API ---------------------------------------------------------------------
     def start(self) -> list[Event]:
@@ -121,6 +123,7 @@ class StreamTranslator:
             self._thinking(reasoning, out)
         content = delta.get("content")
         if isinstance(content, str) and content:
+            self.chunks += 1
             self._content(content, out)
         calls = delta.get("tool_calls")
         if isinstance(calls, list):
@@ -173,7 +176,17 @@ class StreamTranslator:
         mapped = STOP_REASONS.get(self.finish_reason)
         if mapped in ("max_tokens", "refusal"):
             return mapped
-        return "tool_use" if self.tool_uses else "end_turn"
+        if self.tool_uses:
+            return "tool_use"
+        return "max_tokens" if self._at_limit() else "end_turn"
+
+    def _at_limit(self) -> bool:
+        """Several servers say `stop` when `max_tokens` cut the answer: an answer as long
+        as the limit (less the tokens the dialect says its server stops short) was cut."""
+        output = self.usage.completion_tokens if self.usage else None
+        if output is None and self.plan.chunk_is_token:
+            output = self.chunks
+        return output is not None and output >= self.plan.max_tokens - self.plan.stops_short_by
 
     def final_usage(self) -> dict[str, int]:
         usage = self.usage or Usage()

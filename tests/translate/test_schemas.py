@@ -154,6 +154,8 @@ def test_top_level_becomes_an_object_with_properties_and_bad_required_is_dropped
     schema: object, result: dict[str, object]
 ) -> None:
     for profile in PROFILES:
+        if profile == "outlines":
+            continue  # types an untyped property: tests/translate/test_server_dialects.py
         cleaned = clean_schema(schema, profile)
         assert cleaned == result
         assert list(cleaned)[:2] == ["type", "properties"] or "description" in cleaned
