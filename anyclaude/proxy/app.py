@@ -76,7 +76,7 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
                                 "(ANYCLAUDE_PROXY_TOKEN) as x-api-key or Authorization: Bearer.")
         return await handler(request)
     except AnthropicError as exc:
-        return error_response(exc, request_id)
+        return error_response(request.app[CONFIG].scrubbed(exc), request_id)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from anyclaude.backends.base import Backend, Endpoint, ToolCalls
@@ -11,6 +11,8 @@ from anyclaude.proxy.stats import Stats
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
 from anyclaude.proxy.upstream import ConnectorFactory, Upstream
+from anyclaude.redact import Redactor
+from anyclaude.translate.errors import AnthropicError
 
 if TYPE_CHECKING:
     from anyclaude.warmup import WarmUp
@@ -47,8 +49,11 @@ class ProxyConfig:
     connector: ConnectorFactory | None = None
     """How to reach the backend; None: TCP (tests reach an in-process backend instead)."""
     upstream: Upstream = field(init=False)
+    redactor: Redactor = field(init=False)
+    """The run's secrets (token, backend key, URL password), kept out of client errors."""
 
     def __post_init__(self) -> None:
+        self.redactor = Redactor((self.token, self.endpoint.api_key, self.endpoint.url))
         self.upstream = Upstream(self.backend, self.endpoint,
                                  auto_decompress=self.backend.protocol != "anthropic",
                                  connector=self.connector)
@@ -58,3 +63,9 @@ class ProxyConfig:
     @property
     def backend_url(self) -> str:
         return self.endpoint.url
+
+    def scrubbed(self, error: AnthropicError) -> AnthropicError:
+        """`error` as the client may see it: errors name the backend URL, and backends
+        sometimes quote the request's credentials back."""
+        message = self.redactor.text(error.message)
+        return error if message == error.message else replace(error, message=message)

@@ -229,7 +229,7 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         answered = not translator.stopped
     except AnthropicError as exc:
         failure = exc
-        await out.write(exchange.emit(translator.fail(exc)))
+        await out.write(exchange.emit(translator.fail(config.scrubbed(exc))))
     except (ConnectionResetError, asyncio.CancelledError):
         failure = errors.client_closed()
         raise

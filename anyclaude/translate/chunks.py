@@ -52,6 +52,7 @@ class ChunkStream:
                 events.extend(translator.ping())
             else:
                 self._done = True
+                break  # the answer is over: whatever follows in this read is not part of it
         return events
 
     @property

@@ -40,13 +40,23 @@ class SSEDecoder:
     """
 
     def __init__(self) -> None:
-        self._partial = b""
+        self._partial: list[bytes] = []
+        """The pieces of a line that has not ended yet, joined once it does: re-joining on
+        every read made a long line quadratic (a 64 MB line took a minute)."""
         self._data: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[Item]:
-        buffer = self._partial + chunk if self._partial else chunk
-        lines = buffer.split(b"\n")
-        self._partial = lines.pop()
+        if b"\n" not in chunk:
+            if chunk:
+                self._partial.append(chunk)
+            return []
+        if self._partial:
+            self._partial.append(chunk)
+            chunk, self._partial = b"".join(self._partial), []
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        if rest:
+            self._partial.append(rest)
         out: list[Item] = []
         for line in lines:
             self._line(line.rstrip(b"\r"), out)
@@ -56,8 +66,8 @@ class SSEDecoder:
         """End of body: a pending line or event without its blank line still counts."""
         out: list[Item] = []
         if self._partial:
-            self._line(self._partial.rstrip(b"\r"), out)
-            self._partial = b""
+            self._line(b"".join(self._partial).rstrip(b"\r"), out)
+            self._partial = []
         self._line(b"", out)
         return out
 

@@ -22,7 +22,7 @@ from typing import Any, NamedTuple
 import orjson
 
 from anyclaude.translate import ids
-from anyclaude.translate.arguments import repair_arguments
+from anyclaude.translate.arguments import repair_arguments, unclosed
 from anyclaude.translate.errors import AnthropicError
 from anyclaude.translate.protocol import BlockDelta, ContentBlock
 from anyclaude.translate.protocol import Usage as AnthropicUsage
@@ -30,6 +30,7 @@ from anyclaude.translate.request import Plan
 from anyclaude.translate.sse import Event
 from anyclaude.translate.stops import StopMatcher
 from anyclaude.translate.textcalls import TextCallParser
+from anyclaude.translate.usage import Usage
 
 SIGNATURE = "anyclaude-local-reasoning"
 """Placeholder signature: Claude Code drops thinking blocks without one."""
@@ -53,25 +54,12 @@ class _Call:
     upstream_id: str | None = None
     name: str = ""
     arguments: str | dict[str, Any] = ""
+    fragments: list[str] = field(default_factory=list)
+    """Streamed argument text, joined once at the end (appending to one string copied it
+    all for every fragment: quadratic in the size of a call)."""
     from_text: bool = False
-
-
-@dataclass
-class Usage:
-    prompt_tokens: int | None = None
-    cached_tokens: int = 0
-    completion_tokens: int | None = None
-
-    @classmethod
-    def parse(cls, raw: object) -> Usage | None:
-        if not isinstance(raw, dict):
-            return None
-        details = raw.get("prompt_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, dict) else None
-        prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-        return cls(prompt if isinstance(prompt, int) else None,
-                   cached if isinstance(cached, int) else 0,
-                   completion if isinstance(completion, int) else None)
+    cut: bool = False
+    """A text-printed call whose close marker never came."""
 
 
 class TokenCounts(NamedTuple):
@@ -163,7 +151,7 @@ class StreamTranslator:
             return []
         out: list[Event] = []
         if self._parser is not None:
-            for segment in self._parser.finish():
+            for segment in self._parser.finish(cut=self.truncated):
                 self._segment(segment, out)
         self._emit_text(self._stops.flush(), out)
         self._emit_calls(out)
@@ -187,6 +175,12 @@ class StreamTranslator:
             return []
         self.ended = self.failed = True
         return [("error", error.body())]
+
+    @property
+    def truncated(self) -> bool:
+        """The backend stopped the answer at its token limit (the output may end mid-word,
+        mid-string, mid-call)."""
+        return STOP_REASONS.get(self.finish_reason) == "max_tokens"
 
     def stop_reason(self) -> str:
         if self.stop_sequence is not None:
@@ -237,7 +231,7 @@ class StreamTranslator:
             self._thinking(segment.text, out)
         elif not self.stopped:
             self._calls.append(_Call(name=segment.name, arguments=segment.arguments,
-                                     from_text=True))
+                                     from_text=True, cut=segment.kind == "cut_call"))
 
     def _text(self, text: str, out: list[Event]) -> None:
         if self.stopped:
@@ -313,22 +307,31 @@ class StreamTranslator:
                 slot.upstream_id = call_id
             if isinstance(arguments, str):
                 if isinstance(slot.arguments, str):
-                    slot.arguments += arguments
+                    slot.fragments.append(arguments)
             elif isinstance(arguments, dict):
                 slot.arguments = arguments
 
     def _emit_calls(self, out: list[Event]) -> None:
+        """Buffered calls as tool_use blocks. At max_tokens, a call whose arguments stop
+        before their JSON closes (or whose close marker never came) was cut: repairing it
+        would run a truncated command or write a truncated file, so it becomes a note."""
         for call in self._calls:
+            if call.fragments and isinstance(call.arguments, str):
+                call.arguments += "".join(call.fragments)
             self.output_chars += len(call.name) + len(str(call.arguments))
+            name = self.plan.names.from_upstream(call.name) if call.name else ""
+            if call.cut or (self.truncated and call.name and unclosed(call.arguments)):
+                self._emit_text(f"\n\n[anyclaude: the answer reached max_tokens in the middle "
+                                f"of a call to {f'the tool {name}' if name else 'a tool'}; "
+                                "the incomplete call was dropped, not run.]", out)
+                continue
             if not call.name:
                 continue  # a call whose name never arrived cannot be run
-            name = self.plan.names.from_upstream(call.name)
             arguments = repair_arguments(call.arguments, self.plan.schemas.get(name))
             if arguments is None:
-                if self.finish_reason != "length":  # truncated calls are dropped silently
-                    self._emit_text(f"[anyclaude: the model called the tool {name} with "
-                                    f"arguments that are not valid JSON: "
-                                    f"{str(call.arguments)[:300]}]", out)
+                self._emit_text(f"\n\n[anyclaude: the model called the tool {name} with "
+                                f"arguments that are not valid JSON: "
+                                f"{str(call.arguments)[:300]}]", out)
                 continue
             self._close(out)
             index = self._index

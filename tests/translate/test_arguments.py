@@ -10,7 +10,12 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from anyclaude.translate.arguments import dumps_arguments, repair_arguments
+from anyclaude.translate.arguments import (
+    REPAIR_LIMIT,
+    dumps_arguments,
+    loads_lenient,
+    repair_arguments,
+)
 
 REPAIR_CASES: list[tuple[str, str | dict[str, object] | None, dict[str, object] | None]] = [
     ("none_is_empty_object", None, {}),
@@ -232,3 +237,17 @@ def test_repaired_arguments_dump_to_valid_json_for_upstream() -> None:
     repaired = repair_arguments("{'command': 'ls', 'timeout': '5',", SCHEMA)
     assert repaired is not None
     assert json.loads(dumps_arguments(repaired)) == {"command": "ls", "timeout": "5"}
+
+
+def test_broken_json_beyond_the_repair_limit_is_unrepairable_not_slow() -> None:
+    """json_repair runs on the event loop at ~5 µs a character: above REPAIR_LIMIT broken
+    arguments are refused (the caller writes a note), valid ones of any size still parse."""
+    def broken(size: int) -> str:
+        return "{'content': '" + "x" * (size - 15) + "'}"
+
+    assert len(broken(REPAIR_LIMIT)) == REPAIR_LIMIT
+    assert repair_arguments(broken(REPAIR_LIMIT), None) == {"content": "x" * (REPAIR_LIMIT - 15)}
+    assert loads_lenient(broken(REPAIR_LIMIT + 1)) is None
+    assert repair_arguments(broken(4 * 1024 * 1024), None) is None
+    big = json.dumps({"content": "y" * (4 * 1024 * 1024)})
+    assert repair_arguments(big, None) == {"content": "y" * (4 * 1024 * 1024)}

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -61,3 +63,28 @@ def test_decoding_does_not_depend_on_how_bytes_are_split(cuts: list[int]) -> Non
         at += size
     out += decoder.feed(MLX_STREAM[at:]) + decoder.close()
     assert out == expected
+
+
+LINE_BOUND = 10.0
+"""Seconds to decode a 16 MB line arriving in 1 KB reads: generous (linear decoding takes
+well under 0.1 s; re-joining the pending line on every read took minutes)."""
+
+
+def test_a_long_line_in_small_reads_is_decoded_in_linear_time() -> None:
+    size = 16 << 20
+    line = b'data: {"x": "' + b"a" * size + b'"}\n\n'
+    decoder = SSEDecoder()
+    started = time.monotonic()
+    items = [item for at in range(0, len(line), 1024) for item in decoder.feed(line[at:at + 1024])]
+    assert time.monotonic() - started < LINE_BOUND
+    assert len(items) == 1 and len(items[0][1]) == size + 9
+
+
+@given(st.lists(st.binary(max_size=8), max_size=40))
+def test_any_split_of_a_body_decodes_as_the_whole(pieces: list[bytes]) -> None:
+    body = b"".join(pieces)
+    whole = SSEDecoder()
+    expected = whole.feed(body) + whole.close()
+    split = SSEDecoder()
+    got = [item for piece in pieces for item in split.feed(piece)] + split.close()
+    assert got == expected
