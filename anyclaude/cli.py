@@ -31,6 +31,7 @@ from rich.theme import Theme
 
 from anyclaude import __version__, backends
 from anyclaude.errors import UserError
+from anyclaude.redact import scrub
 
 if TYPE_CHECKING:
     from anyclaude.settings import Settings
@@ -115,13 +116,14 @@ def debug_level(environ: Mapping[str, str] | None = None) -> int:
 
 
 def error(message: str, detail: str = "") -> None:
-    stderr.print(f"[anyclaude.error]anyclaude:[/] {escape(message)}", highlight=False)
+    """A user-facing error (URL passwords removed: messages often name the backend URL)."""
+    stderr.print(f"[anyclaude.error]anyclaude:[/] {escape(scrub(message))}", highlight=False)
     if detail:
-        stderr.print(escape(detail), style="dim", highlight=False)
+        stderr.print(escape(scrub(detail)), style="dim", highlight=False)
 
 
 def warning(message: str) -> None:
-    stderr.print(f"[anyclaude] {message}", style="anyclaude.warning", markup=False)
+    stderr.print(f"[anyclaude] {scrub(message)}", style="anyclaude.warning", markup=False)
 
 
 def warn_unknown_keys(settings: Settings) -> None:

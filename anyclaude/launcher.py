@@ -35,6 +35,7 @@ from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.server import ProxyServer
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
+from anyclaude.redact import RedactingFormatter, Redactor, private_dir, private_file
 from anyclaude.routing import Routes, picker_labels
 from anyclaude.settings import Settings
 from anyclaude.supervisor import Supervisor, note
@@ -239,29 +240,35 @@ def debug_output(settings: Settings, console: Console) -> Iterator[Tracer | None
     level, proxy_only = settings.debug, settings.proxy_only
     logger = logging.getLogger("anyclaude")
     with contextlib.ExitStack() as stack:
+        endpoint = settings.endpoint
+        secrets = (settings.proxy_token, endpoint.api_key, endpoint.url)
         if level < 1:
+            # Without a terminal of its own nothing may print (NullHandler: also keeps
+            # logging's last-resort stderr away); in proxy-only mode warnings do, redacted.
+            handler: logging.Handler = logging.NullHandler() if not proxy_only else \
+                logging.StreamHandler(sys.stderr)
+            handler.setLevel(logging.WARNING)
+            handler.setFormatter(RedactingFormatter(Redactor(secrets)))
+            logger.addHandler(handler)
+            stack.callback(logger.removeHandler, handler)
             if not proxy_only:
-                quiet = logging.NullHandler()  # also keeps logging's last-resort stderr away
-                logger.addHandler(quiet)
                 logger.propagate = False
-                stack.callback(logger.removeHandler, quiet)
                 stack.callback(setattr, logger, "propagate", True)
             yield None
             return
-        log_dir, stamp = settings.state_dir / "logs", time.strftime("%Y%m%d-%H%M%S")
-        log_dir.mkdir(parents=True, exist_ok=True)
+        log_dir, stamp = private_dir(settings.state_dir / "logs"), time.strftime("%Y%m%d-%H%M%S")
         stream: TextIO = sys.stderr
         if not proxy_only:
             path = log_dir / f"debug-{stamp}.log"
-            stream = stack.enter_context(path.open("a", encoding="utf-8"))
+            stream = stack.enter_context(os.fdopen(private_file(path), "a", encoding="utf-8"))
             note(console, f"Debug output: {path}")
         trace = log_dir / f"trace-{stamp}.jsonl" if level >= 3 else None
         if trace is not None:
             note(console, f"Traces: {trace}")
-        tracer = Tracer(level, stream, trace,
-                        secrets=(settings.proxy_token, settings.endpoint.api_key or ""))
+        tracer = Tracer(level, stream, trace, secrets=secrets)
         stack.callback(tracer.close)
         handler = logging.StreamHandler(stream)
+        handler.setFormatter(RedactingFormatter(tracer.redactor))
         logger.addHandler(handler)
         logger.setLevel(logging.INFO if level == 1 else logging.DEBUG)
         stack.callback(logger.removeHandler, handler)

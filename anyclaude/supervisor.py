@@ -33,6 +33,7 @@ from anyclaude.errors import UserError
 from anyclaude.keep import client as keep
 from anyclaude.keep.state import format_duration
 from anyclaude.processes import describe_exit, tree
+from anyclaude.redact import private_dir, private_file, scrub
 from anyclaude.translate.errors import backend_message
 
 POLL_S = 0.2
@@ -60,8 +61,9 @@ def missing_model_folder(model: str | None) -> Path | None:
 
 
 def note(console: Console, message: str) -> None:
-    """One `[anyclaude] ...` line on anyclaude's console (stderr), taken literally."""
-    console.print(f"[anyclaude] {message}", markup=False)
+    """One `[anyclaude] ...` line on anyclaude's console (stderr), taken literally, with no
+    URL password in it (a backend URL may carry one)."""
+    console.print(f"[anyclaude] {scrub(message)}", markup=False)
 
 
 def log_tail(path: Path | None, lines: int = TAIL_LINES, noise: str | None = None) -> str:
@@ -196,9 +198,8 @@ class Supervisor:
         self._plan(problem)  # the same checks as an unkept start (port, model folder)
         deadline = time.monotonic() + self.startup_timeout
         _, port = host_port(self.endpoint.url)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.log_dir / f"{self.backend.name}-{port}.log"
-        self.log_path.write_bytes(b"")
+        self.log_path = private_dir(self.log_dir) / f"{self.backend.name}-{port}.log"
+        os.close(private_file(self.log_path, truncate=True))
         self.say(f"Starting {self.name} (log: {self.log_path}).")
         self.lease = await slot.start(spec, self.log_path)
         await self._wait_ready(session, deadline)
@@ -231,9 +232,8 @@ class Supervisor:
 
     async def _launch(self, plan: LaunchPlan, deadline: float) -> None:
         _, port = host_port(self.endpoint.url)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        self.log_path = self.log_dir / f"{self.backend.name}-{port}.log"
-        self._log = self.log_path.open("wb")
+        self.log_path = private_dir(self.log_dir) / f"{self.backend.name}-{port}.log"
+        self._log = os.fdopen(private_file(self.log_path, truncate=True), "wb")
         self.say(f"Starting {self.name} (log: {self.log_path}).")
         self._stop_commands = [list(c) for c in plan.stop_commands]
         for command in plan.setup_commands:

@@ -29,7 +29,7 @@ from anyclaude.proxy.background import Gate
 from anyclaude.proxy.upstream import Upstream
 from anyclaude.translate import warm
 from anyclaude.translate.errors import AnthropicError
-from anyclaude.translate.stream import Usage
+from anyclaude.translate.usage import Usage
 
 log = logging.getLogger("anyclaude.warmup")
 CHAT_PATH = "/chat/completions"

@@ -41,10 +41,11 @@ def stop(process: subprocess.Popen[Any]) -> None:
 
 
 @contextlib.contextmanager
-def fast_backend() -> Iterator[str]:
+def fast_backend(framing: str = "keepalive") -> Iterator[str]:
+    """`bench.fast_backend` in its own process; yields its base URL (ending in /v1)."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-m", "bench.fast_backend", "--port", str(port)],
-                               cwd=ROOT)
+    process = subprocess.Popen([sys.executable, "-m", "bench.fast_backend", "--port", str(port),
+                                "--framing", framing], cwd=ROOT)
     try:
         wait_port(port)
         yield f"http://127.0.0.1:{port}/v1"

@@ -1,13 +1,17 @@
 """A fast OpenAI-compatible backend for benchmarks: answers at once, streams N tokens as N
-separate chunks (one socket write each, like a real server), keep-alive connections.
+separate chunks (one socket write each, like a real server).
 
-    python -m bench.fast_backend --port 9000
-A request may set `max_tokens` to choose N (the answer length in tokens).
+    python -m bench.fast_backend --port 9000 [--framing keepalive|mlx]
+A request may set `max_tokens` to choose N (the answer length in tokens). `keepalive`
+(default): HTTP/1.1 with chunked bodies and keep-alive connections, like vLLM or LM Studio.
+`mlx`: framed like mlx-lm's server: HTTP/1.0, a `: keepalive` comment first, bodies that
+end when the server closes the connection (so every request opens a new one).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 
 from aiohttp import web
@@ -67,10 +71,56 @@ async def models(request: web.Request) -> web.Response:
     return web.json_response({"object": "list", "data": [{"id": "bench", "object": "model"}]})
 
 
+MLX_HEADERS = (b"HTTP/1.0 200 OK\r\nServer: BaseHTTP/0.6 Python/3.11.7\r\n"
+               b"Content-type: %s\r\nCache-Control: no-cache\r\n"
+               b"Access-Control-Allow-Origin: *\r\n\r\n")
+
+
+async def mlx_connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """One request per connection, answered like mlx-lm 0.32: HTTP/1.0, close-delimited."""
+    try:
+        try:
+            head = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError:
+            return  # a port probe: connected and closed without a request
+        request_line, *lines = head.decode("latin-1").split("\r\n")
+        length = next((int(line.split(":", 1)[1]) for line in lines
+                       if line.lower().startswith("content-length:")), 0)
+        raw = await reader.readexactly(length)
+        path = request_line.split(" ")[1]
+        if path.endswith("/chat/completions"):
+            body = json.loads(raw)
+            n = int(body.get("max_tokens") or body.get("max_completion_tokens") or 16)
+            writer.write(MLX_HEADERS % b"text/event-stream" + b": keepalive 1/1\n\n")
+            await writer.drain()
+            for _ in range(n):
+                writer.write(CHUNK)
+                await writer.drain()
+            writer.write(FINISH + usage(len(raw) // 4, n) + b"data: [DONE]\n\n")
+        elif path.endswith("/health"):
+            writer.write(MLX_HEADERS % b"application/json" + b'{"status": "ok"}')
+        else:
+            writer.write(MLX_HEADERS % b"application/json" + json.dumps(
+                {"object": "list", "data": [{"id": "bench", "object": "model"}]}).encode())
+        await writer.drain()
+    finally:
+        writer.close()
+
+
+async def serve_mlx(port: int) -> None:
+    server = await asyncio.start_server(mlx_connection, "127.0.0.1", port)
+    async with server:
+        await server.serve_forever()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--framing", choices=["keepalive", "mlx"], default="keepalive")
     args = parser.parse_args()
+    if args.framing == "mlx":
+        asyncio.run(serve_mlx(args.port))
+        return
     app = web.Application(client_max_size=64 * 1024 * 1024)
     app.router.add_post("/v1/chat/completions", chat)
     app.router.add_get("/v1/models", models)

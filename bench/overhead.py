@@ -1,27 +1,39 @@
-"""Benchmark 1: what the proxy adds to a Claude-Code-sized request.
+"""Benchmark 1: what the proxy adds to Claude Code's real requests.
 
-Time to first token and total time, through `anyclaude --proxy-only` (Anthropic in) vs
-straight to the same fast scripted backend (the translated OpenAI request), interleaved
-in one run so both see the same machine state.
+The main request of each tested Claude Code version is captured now (`bench.capture`: the
+real `claude -p` against a recording server), then sent through `anyclaude --proxy-only`
+(Anthropic in) and, for comparison, straight to the same fast backend (the translated
+OpenAI request), interleaved so both see the same machine state. Two backend framings: one
+like mlx-lm (HTTP/1.0, a `: keepalive` comment first, close-delimited, so every request
+opens a connection) with the proxy in mlx-lm mode, and a keep-alive HTTP/1.1 one with the
+proxy in openai mode. Time to first token and total time, medians of N samples.
 
-    .venv/bin/python -m bench.overhead [--samples 50] [--size 85000]
+    .venv/bin/python -m bench.overhead [--samples 50]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from typing import Any
 
 import httpx
+import orjson
 
 from anyclaude import backends
-from anyclaude.translate.request import to_openai
+from anyclaude.translate.plan import Limits, apply_limits, draft
+from bench.capture import main_request
 from bench.common import TOKEN, anyclaude_proxy, fast_backend, median, save
-from bench.workload import claude_code_request
+from tests.support.claude_code import CLAUDE_VERSIONS
 
 ANSWER_TOKENS = 16
+
+FRAMINGS: dict[str, tuple[str, dict[str, str]]] = {
+    "mlx": ("mlx-lm", {"ANYCLAUDE_MODE": "mlx-lm", "MLX_LM_URL": "{url}"}),
+    "keepalive": ("openai", {"ANYCLAUDE_MODE": "openai", "ANYCLAUDE_OPENAI_URL": "{url}",
+                             "ANYCLAUDE_OPENAI_MODEL": "bench"}),
+}
+"""Backend framing -> the anyclaude mode that talks to it, and its settings."""
 
 
 def timed_stream(client: httpx.Client, url: str, body: bytes, headers: dict[str, str],
@@ -39,52 +51,70 @@ def timed_stream(client: httpx.Client, url: str, body: bytes, headers: dict[str,
     return first, total
 
 
-def run(samples: int, size: int) -> dict[str, Any]:
-    request = claude_code_request(size, max_tokens=ANSWER_TOKENS)
-    anthropic_body = json.dumps(request).encode()
-    dialect = backends.get("openai").dialect  # type: ignore[union-attr]
-    openai_body = json.dumps(to_openai(request, dialect, model="bench").body).encode()
-    results: dict[str, dict[str, list[float]]] = {
-        "direct": {"ttft": [], "total": []}, "proxied": {"ttft": [], "total": []}}
-    with fast_backend() as backend_url, anyclaude_proxy({
-            "ANYCLAUDE_MODE": "openai", "ANYCLAUDE_OPENAI_URL": backend_url,
-            "ANYCLAUDE_OPENAI_MODEL": "bench"}) as (proxy_url, _), httpx.Client(timeout=60) as client:
-        targets = {
-            "direct": (backend_url + "/chat/completions", openai_body,
-                       {"Content-Type": "application/json"}, b'"content":"tok'),
-            "proxied": (proxy_url + "/v1/messages", anthropic_body,
-                        {"Content-Type": "application/json", "x-api-key": TOKEN},
-                        b"text_delta"),
-        }
-        for _ in range(5):  # warm up both paths
-            for url, body, headers, marker in targets.values():
-                timed_stream(client, url, body, headers, marker)
-        for _ in range(samples):
-            for name, (url, body, headers, marker) in targets.items():
-                ttft, total = timed_stream(client, url, body, headers, marker)
-                results[name]["ttft"].append(ttft)
-                results[name]["total"].append(total)
+def upstream_body(request: dict[str, Any], mode: str) -> bytes:
+    """What the proxy sends the backend for `request` (the direct path sends it too)."""
+    dialect = backends.get(mode).dialect  # type: ignore[union-attr]
+    plan = draft(request, dialect, model="bench", tool_calls=None, chars_per_token=3.6)  # type: ignore[arg-type]
+    apply_limits(plan, Limits())
+    return orjson.dumps(plan.body)
+
+
+def measure(client: httpx.Client, backend_url: str, proxy_url: str, request: dict[str, Any],
+            mode: str, samples: int) -> dict[str, Any]:
+    targets = {
+        "direct": (backend_url + "/chat/completions", upstream_body(request, mode),
+                   {"Content-Type": "application/json"}, b'"content":"tok'),
+        "proxied": (proxy_url + "/v1/messages", orjson.dumps(request),
+                    {"Content-Type": "application/json", "x-api-key": TOKEN}, b"text_delta"),
+    }
+    raw: dict[str, dict[str, list[float]]] = {
+        name: {"ttft": [], "total": []} for name in targets}
+    for _ in range(5):  # warm up both paths
+        for url, body, headers, marker in targets.values():
+            timed_stream(client, url, body, headers, marker)
+    for _ in range(samples):
+        for name, (url, body, headers, marker) in targets.items():
+            ttft, total = timed_stream(client, url, body, headers, marker)
+            raw[name]["ttft"].append(ttft)
+            raw[name]["total"].append(total)
     summary = {}
     for metric in ("ttft", "total"):
-        direct = median(results["direct"][metric])
-        proxied = median(results["proxied"][metric])
+        direct, proxied = median(raw["direct"][metric]), median(raw["proxied"][metric])
         summary[metric] = {"direct_ms": direct * 1000, "proxied_ms": proxied * 1000,
-                           "added_ms": (proxied - direct) * 1000, "ratio": proxied / direct}
-    return {"benchmark": "proxy overhead", "samples": samples, "request_bytes": len(anthropic_body),
-            "answer_tokens": ANSWER_TOKENS, "summary": summary, "raw": results}
+                           "added_ms": (proxied - direct) * 1000}
+    return {"request_bytes": len(targets["proxied"][1]), "tools": len(request["tools"]),
+            "summary": summary, "raw": raw}
+
+
+def run(samples: int, versions: tuple[str, ...]) -> dict[str, Any]:
+    requests = {v: {**main_request(v), "max_tokens": ANSWER_TOKENS} for v in versions}
+    runs: list[dict[str, Any]] = []
+    for framing, (mode, settings) in FRAMINGS.items():
+        with fast_backend(framing) as backend_url:
+            env = {key: value.format(url=backend_url) for key, value in settings.items()}
+            with anyclaude_proxy(env) as (proxy_url, _), httpx.Client(timeout=60) as client:
+                for version, request in requests.items():
+                    result = measure(client, backend_url, proxy_url, request, mode, samples)
+                    runs.append({"claude_code": version, "framing": framing, "mode": mode,
+                                 **result})
+    return {"benchmark": "proxy overhead", "samples": samples,
+            "answer_tokens": ANSWER_TOKENS, "runs": runs}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--samples", type=int, default=50)
-    parser.add_argument("--size", type=int, default=85_000)
     args = parser.parse_args()
-    data = run(args.samples, args.size)
+    data = run(args.samples, CLAUDE_VERSIONS)
     path = save("overhead", data)
-    for metric, row in data["summary"].items():
-        print(f"{metric:5}: direct {row['direct_ms']:.2f} ms, proxied {row['proxied_ms']:.2f} ms, "
-              f"added {row['added_ms']:.2f} ms (x{row['ratio']:.2f})")
-    print(f"request {data['request_bytes']} bytes, {args.samples} samples each -> {path}")
+    print("Claude Code  framing    request          TTFT direct / proxied / added   "
+          "total added")
+    for run_ in data["runs"]:
+        ttft, total = run_["summary"]["ttft"], run_["summary"]["total"]
+        print(f"{run_['claude_code']:11}  {run_['framing']:9}  {run_['request_bytes'] // 1000:3} KB "
+              f"{run_['tools']:2} tools  {ttft['direct_ms']:6.2f} / {ttft['proxied_ms']:6.2f} / "
+              f"{ttft['added_ms']:+5.2f} ms   {total['added_ms']:+5.2f} ms")
+    print(f"{args.samples} samples each -> {path}")
 
 
 if __name__ == "__main__":

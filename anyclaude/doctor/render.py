@@ -13,6 +13,7 @@ from rich.text import Text
 from anyclaude import __version__
 from anyclaude import settings as settings_mod
 from anyclaude.doctor.result import Result, Status
+from anyclaude.redact import scrub
 from anyclaude.settings import Settings
 
 COLOURS: dict[Status, str] = {"ok": "green", "warn": "yellow", "fail": "bold red"}
@@ -20,7 +21,7 @@ SECRET_SUFFIXES = ("token", ".key")
 
 
 def to_json(results: Sequence[Result]) -> str:
-    return json.dumps([r.as_json() for r in results], indent=2, ensure_ascii=False)
+    return scrub(json.dumps([r.as_json() for r in results], indent=2, ensure_ascii=False))
 
 
 def checks_table(results: Sequence[Result]) -> Table:
@@ -31,9 +32,9 @@ def checks_table(results: Sequence[Result]) -> Table:
     table.add_column("Check", style="bold", no_wrap=True)
     table.add_column("Found (and the fix)", overflow="fold")
     for r in results:
-        cell = Text(r.found)
+        cell = Text(scrub(r.found))  # a URL's password, before the table folds it
         if r.fix:
-            cell.append("\n→ " + r.fix, style=COLOURS[r.status])
+            cell.append("\n→ " + scrub(r.fix), style=COLOURS[r.status])
         table.add_row(Text(r.symbol, style=COLOURS[r.status]), r.check, cell)
     return table
 
@@ -71,7 +72,7 @@ def settings_table(settings: Settings) -> Table:
         source = settings.sources.get(row.key, "default").removeprefix("the ")
         value = None if row.derive and source == "default" else settings.value(row.key)
         shown = "(not set)" if value is None or value == () else \
-            ", ".join(value) if isinstance(value, tuple) else str(value)
+            ", ".join(value) if isinstance(value, tuple) else scrub(str(value))
         if value is not None and row.key.endswith(SECRET_SUFFIXES):
             shown = "(set)"
         table.add_row(row.key, row.env, Text(shown, style="dim" if source == "default" else ""),

@@ -10,7 +10,7 @@ tool-parser flags), and one whose every generation fails.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 
@@ -18,6 +18,7 @@ from anyclaude.backends.base import Backend, Endpoint, ToolCalls
 from anyclaude.doctor.result import Context, Result, fail, ok, warn
 from anyclaude.doctor.server import shared_probe
 from anyclaude.translate.errors import backend_message
+from anyclaude.translate.protocol import MessagesRequest
 from anyclaude.translate.request import to_openai
 from anyclaude.translate.textcalls import CALL_OPEN
 
@@ -28,15 +29,16 @@ PROBE_TOOL = {"name": "get_time", "description": "Tell the current time.",
               "input_schema": {"type": "object", "properties": {
                   "zone": {"type": "string", "description": "IANA time zone"}},
                   "required": ["zone"]}}
-PROBE_REQUEST = {"model": "doctor", "max_tokens": 64, "tools": [PROBE_TOOL],
-                 "messages": [{"role": "user",
-                               "content": "What time is it in Europe/Paris? Use get_time."}]}
+PROBE_REQUEST = cast(MessagesRequest, {
+    "model": "doctor", "max_tokens": 64, "tools": [PROBE_TOOL],
+    "messages": [{"role": "user", "content": "What time is it in Europe/Paris? Use get_time."}]})
 
 
 def probe_body(backend: Backend, endpoint: Endpoint, tool_calls: str | None) -> dict[str, Any]:
     """The request the proxy would send for a one-tool question in this mode."""
     mode: ToolCalls | None = "text" if tool_calls == "text" else None
-    return to_openai(PROBE_REQUEST, backend.dialect, model=endpoint.model, tool_calls=mode).body
+    body = to_openai(PROBE_REQUEST, backend.dialect, model=endpoint.model, tool_calls=mode).body
+    return dict(body)
 
 
 async def tool_check(ctx: Context) -> Result | None:

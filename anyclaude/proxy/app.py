@@ -18,17 +18,17 @@ import orjson
 from aiohttp import web
 
 from anyclaude.proxy import messages, passthrough
-from anyclaude.proxy.background import classify
 from anyclaude.proxy.config import ProxyConfig
-from anyclaude.proxy.keys import REQUEST_ID, ROUTE
+from anyclaude.proxy.keys import CONFIG, REQUEST_ID, ROUTE
 from anyclaude.routing import AGENT_HEADER, Route
 from anyclaude.translate import ids
-from anyclaude.translate.errors import STATUS_TYPES, AnthropicError, invalid_request
-from anyclaude.translate.request import to_openai
+from anyclaude.translate.errors import AnthropicError, invalid_request, of_status
+from anyclaude.translate.models import model_info, model_page
+from anyclaude.translate.plan import classify, token_count
+from anyclaude.translate.protocol import ModelInfo
 from anyclaude.translate.validate import validate_messages_request
 
 log = logging.getLogger("anyclaude.proxy")
-CONFIG: web.AppKey[ProxyConfig] = web.AppKey("config", ProxyConfig)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 _LOOPBACK_HOST = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|::1)(:\d+)?$", re.I)
@@ -65,38 +65,34 @@ async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         host = request.headers.get("Host")
         if host is not None and not _LOOPBACK_HOST.match(host):
-            raise AnthropicError(403, "permission_error", f"Host {host!r} is not a loopback "
-                                 "name; anyclaude only answers requests made to 127.0.0.1.")
+            raise of_status(403, f"Host {host!r} is not a loopback name; anyclaude only "
+                            "answers requests made to 127.0.0.1.")
         if "Origin" in request.headers:
-            raise AnthropicError(403, "permission_error", "Requests from web pages (with an "
-                                 "Origin header) are refused; anyclaude serves local clients.")
+            raise of_status(403, "Requests from web pages (with an Origin header) are "
+                            "refused; anyclaude serves local clients.")
         if request.path != "/health":
             config = request.app[CONFIG]
             if not any(hmac.compare_digest(t.encode(), config.token.encode())
                        for t in _presented_tokens(request)):
-                raise AnthropicError(401, "authentication_error", "Missing or wrong token: send "
-                                     "the proxy token (ANYCLAUDE_PROXY_TOKEN) as x-api-key or "
-                                     "Authorization: Bearer.")
+                raise of_status(401, "Missing or wrong token: send the proxy token "
+                                "(ANYCLAUDE_PROXY_TOKEN) as x-api-key or Authorization: Bearer.")
         return await handler(request)
     except AnthropicError as exc:
-        return error_response(exc, request_id)
+        return error_response(request.app[CONFIG].scrubbed(exc), request_id)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        kind = STATUS_TYPES.get(exc.status, "invalid_request_error" if exc.status < 500
-                                else "api_error")
         message = {404: f"No route for {request.method} {request.path}; anyclaude serves "
                         "/v1/messages, /v1/messages/count_tokens and /v1/models.",
                    405: f"{request.method} is not allowed on {request.path}."}.get(
             exc.status, exc.reason)
-        return error_response(AnthropicError(exc.status, kind, message), request_id)
+        return error_response(of_status(exc.status, message), request_id)
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("internal error on %s %s", request.method, request.path)
-        return error_response(AnthropicError(500, "api_error", "anyclaude hit an internal "
-                                             "error; run with ANYCLAUDE_DEBUG=1 and report it."),
-                              request_id)
+        return error_response(of_status(500, "anyclaude hit an internal error; run with "
+                                        "ANYCLAUDE_DEBUG=1 and report it."), request_id)
 
 
 async def read_json(request: web.Request) -> object:
@@ -107,8 +103,8 @@ async def read_json(request: web.Request) -> object:
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
-        raise AnthropicError(413, "request_too_large", "The request body is larger than "
-                             f"{request.app[CONFIG].max_body // (1024 * 1024)} MB.") from exc
+        raise of_status(413, "The request body is larger than "
+                        f"{request.app[CONFIG].max_body // (1024 * 1024)} MB.") from exc
     if not raw.strip():
         raise invalid_request("The request body is empty; send a JSON object.")
     try:
@@ -124,19 +120,20 @@ async def create_message(request: web.Request) -> web.StreamResponse:
         config.tracer.client_request(request[REQUEST_ID], request.method, request.path_qs,
                                      request.headers, raw)
     body = validate_messages_request(raw)
-    reason = classify(body)
-    side = reason is not None or AGENT_HEADER in request.headers
-    route = request[ROUTE] = config.router.pick(str(body.get("model")), side=side)
-    plan = await messages.plan_request(config, body, background=side, route=route)
-    if reason == "probe":
+    # Side work: what `classify` finds in the body, and every request of a subagent.
+    reason = classify(body) or ("subagent" if AGENT_HEADER in request.headers else None)
+    route = request[ROUTE] = config.router.pick(body["model"], side=reason is not None)
+    plan = await messages.plan_request(config, body, route=route)
+    plan.background = plan.background or reason
+    if plan.background == "probe":
         return await messages.probe(config, request, plan)
-    on_main = route.url == config.endpoint.url
-    if config.warmup is not None and not plan.background and route.role == "main":
+    if config.warmup is not None and plan.background is None and route.role == "main":
         await config.warmup.before(plan.body)
         config.warmup.record(plan.body)
     # Only the main server's requests queue behind the conversation; the small model's own
     # server answers side work at once.
-    gate = config.gate.hold(background=plan.background) if on_main else contextlib.nullcontext()
+    gate = config.gate.hold(background=plan.background is not None) \
+        if route.url == config.endpoint.url else contextlib.nullcontext()
     async with gate, config.router.use(route, config.tell):
         if plan.client_stream:
             return await messages.stream(config, request, plan)
@@ -144,44 +141,33 @@ async def create_message(request: web.Request) -> web.StreamResponse:
 
 
 async def count_tokens(request: web.Request) -> web.Response:
-    """Answered locally, never forwarded; see `proxy/tokens.py` for exact vs estimated."""
+    """Answered locally, never forwarded: the same planning step as a message, counted
+    exactly when the model's tokenizer is at hand (see `translate/plan.py`)."""
     config = request.app[CONFIG]
     body = validate_messages_request(await read_json(request), count_only=True)
-    plan = to_openai({**body, "max_tokens": 1, "stream": False}, config.backend.dialect,
-                     model=None, tool_calls=config.tool_calls)
-    count = await asyncio.get_running_loop().run_in_executor(None, config.tokens.count, plan.body)
-    return web.json_response({"input_tokens": count},
-                             headers={"request-id": request[REQUEST_ID]})
+    plan = await messages.plan_request(config, body, count_only=True)
+    return web.json_response(token_count(plan), headers={"request-id": request[REQUEST_ID]})
 
 
-def _model_info(config: ProxyConfig, route: Route) -> dict[str, Any]:
-    info: dict[str, Any] = {"type": "model", "id": route.id, "display_name": route.display,
-                            "description": route.description,
-                            "created_at": "2025-01-01T00:00:00Z"}
-    window = route.window or config.context_window
-    if window:
-        info["max_input_tokens"] = window
-    if config.max_output_tokens:
-        info["max_tokens"] = config.max_output_tokens
-    return info
+def _model_info(config: ProxyConfig, route: Route) -> ModelInfo:
+    return model_info(route.id, route.window or config.context_window,
+                      config.max_output_tokens, display=route.display,
+                      description=route.description)
 
 
 async def list_models(request: web.Request) -> web.Response:
     """The models to choose from, for Claude Code's /model picker (gateway model discovery;
     ids as `anyclaude.routing` makes them)."""
     config = request.app[CONFIG]
-    infos = [_model_info(config, route) for route in config.router.listing()]
-    return web.json_response({"data": infos, "has_more": False, "first_id": infos[0]["id"],
-                              "last_id": infos[-1]["id"]},
-                             headers={"request-id": request[REQUEST_ID]})
+    page = model_page([_model_info(config, route) for route in config.router.listing()])
+    return web.json_response(page, headers={"request-id": request[REQUEST_ID]})
 
 
 async def get_model(request: web.Request) -> web.Response:
     config, asked = request.app[CONFIG], request.match_info["model_id"]
     route = config.router.find(asked)
     if route is None:
-        raise AnthropicError(404, "not_found_error",
-                             f"Model {asked!r} not found; this proxy serves "
+        raise of_status(404, f"Model {asked!r} not found; this proxy serves "
                              f"{', '.join(repr(r.id) for r in config.router.listing())}.")
     return web.json_response(_model_info(config, route),
                              headers={"request-id": request[REQUEST_ID]})

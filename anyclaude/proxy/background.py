@@ -1,10 +1,10 @@
 """Background requests must not cost the main conversation its prompt cache or its speed.
 
-Claude Code sends side requests next to the main loop: session titles (no tools, a JSON
-output format), `max_tokens: 1` probes, and anything addressed to the Haiku alias (the
-launcher points `ANTHROPIC_DEFAULT_HAIKU_MODEL` at `BACKGROUND_MODEL`). On a local server
-they compete with the main request for the one GPU and, on single-slot servers (LM Studio,
-llama.cpp), overwrite its KV cache. So: probes are answered here without the backend;
+Claude Code sends side requests next to the main loop: session titles, `max_tokens: 1`
+probes, and anything addressed to the Haiku alias (the launcher points
+`ANTHROPIC_DEFAULT_HAIKU_MODEL` at `BACKGROUND_MODEL`); `translate/plan.classify` tells
+them apart. On a local server they compete with the main request for the one GPU and, on
+single-slot servers (LM Studio, llama.cpp), overwrite its KV cache. So: probes are answered here without the backend;
 other background requests go to the configured small model where the server can switch
 models per request, and otherwise wait until no main request is running.
 """
@@ -13,26 +13,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator
 
-BACKGROUND_MODEL = "anyclaude-background"
-"""The model name the launcher gives Claude Code for Haiku-class (background) work."""
+from anyclaude.translate.plan import BACKGROUND_MODEL as BACKGROUND_MODEL
 
 MAX_WAIT = 120.0
 """A background request waits at most this long for the main conversation to pause."""
-
-
-def classify(body: Mapping[str, Any]) -> str | None:
-    """Why a request is background work ("probe", "haiku", "title"), or None for main."""
-    if body.get("max_tokens") == 1:
-        return "probe"
-    if body.get("model") == BACKGROUND_MODEL:
-        return "haiku"
-    output = body.get("output_config")
-    if isinstance(output, Mapping) and output.get("format") and not body.get("tools"):
-        return "title"
-    return None
 
 
 class Gate:
@@ -47,10 +33,6 @@ class Gate:
             self._idle = asyncio.Event()
             self._idle.set()
         return self._idle
-
-    @property
-    def main_active(self) -> int:
-        return self._main
 
     @contextlib.asynccontextmanager
     async def hold(self, background: bool, max_wait: float = MAX_WAIT) -> AsyncIterator[None]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from anyclaude import routing
@@ -14,6 +14,8 @@ from anyclaude.proxy.stats import Stats
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
 from anyclaude.proxy.upstream import ConnectorFactory, Upstream
+from anyclaude.redact import Redactor
+from anyclaude.translate.errors import AnthropicError
 
 if TYPE_CHECKING:
     from anyclaude.warmup import WarmUp
@@ -60,8 +62,11 @@ class ProxyConfig:
     """The main server's client."""
     upstreams: dict[str, Upstream] = field(init=False)
     """A client per server, by base URL (the small model's own server next to the main one)."""
+    redactor: Redactor = field(init=False)
+    """The run's secrets (token, backend key, URL password), kept out of client errors."""
 
     def __post_init__(self) -> None:
+        self.redactor = Redactor((self.token, self.endpoint.api_key, self.endpoint.url))
         self.upstream = Upstream(self.backend, self.endpoint,
                                  auto_decompress=self.backend.protocol != "anthropic",
                                  connector=self.connector)
@@ -99,3 +104,9 @@ class ProxyConfig:
     async def close(self) -> None:
         for upstream in self.upstreams.values():
             await upstream.close()
+
+    def scrubbed(self, error: AnthropicError) -> AnthropicError:
+        """`error` as the client may see it: errors name the backend URL, and backends
+        sometimes quote the request's credentials back."""
+        message = self.redactor.text(error.message)
+        return error if message == error.message else replace(error, message=message)

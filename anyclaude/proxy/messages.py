@@ -3,13 +3,15 @@
 The handler owns the I/O only; what the bytes mean is `translate/`'s business. Streaming:
 `message_start` goes out as soon as the backend accepts the request, pings cover silences
 (prefill, tool-call generation), each upstream read becomes one socket write, and the
-upstream response is closed the moment the client goes away or a stop sequence matches.
+upstream response is closed the moment the client goes away or a stop sequence matches
+(a complete answer's keep-alive connection goes back to the pool instead).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,39 +25,59 @@ from anyclaude.proxy.keys import REQUEST_ID, ROUTE
 from anyclaude.proxy.stats import RequestRecord
 from anyclaude.routing import Route
 from anyclaude.translate import errors
+from anyclaude.translate.chunks import ChunkStream, probe_events, whole_answer
 from anyclaude.translate.errors import AnthropicError
-from anyclaude.translate.request import Limits, Plan, apply_limits, to_openai
-from anyclaude.translate.sse import Event, SSEDecoder, encode
-from anyclaude.translate.stream import (
-    StreamTranslator,
-    accumulate,
-    merge_deltas,
-    response_chunk,
-)
+from anyclaude.translate.events import accumulate, merge_deltas
+from anyclaude.translate.plan import Limits, apply_limits, draft, wants_exact_count
+from anyclaude.translate.protocol import MessagesRequest
+from anyclaude.translate.request import Plan
+from anyclaude.translate.sse import Event, encode
+from anyclaude.translate.stream import StreamTranslator
 
 CHAT_PATH = "/chat/completions"
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
+
+
+class SSEResponse(web.StreamResponse):
+    """A stream whose headers go out with its first events, in one socket write (on
+    loopback every write costs the client a wake-up: measurable in time to first token)."""
+
+    _send_headers_immediately = False
 
 
 def _dumps(obj: Any) -> str:
     return orjson.dumps(obj).decode()
 
 
-async def plan_request(config: ProxyConfig, body: dict[str, Any], *,
-                       background: bool = False, route: Route | None = None) -> Plan:
-    """Translate for the route's model, with `max_tokens` clamped to its context window
-    (prompt size estimated, counted exactly when it comes close to the window)."""
+async def plan_request(config: ProxyConfig, body: MessagesRequest, *,
+                       count_only: bool = False, route: Route | None = None) -> Plan:
+    """`translate/plan.py`'s planning step for the route's model (`anyclaude.routing`), with
+    its I/O: the model name (which may need asking the server) and the exact count, in an
+    executor so the loop keeps serving."""
     route = route or config.router.main
-    model = route.model or await config.upstream_for(route).model()
+    model = None
+    if not count_only:
+        model = route.model or await config.upstream_for(route).model()
+    plan = draft(body, route.dialect(config.backend.dialect), model=model,
+                 tool_calls=config.tool_calls, chars_per_token=config.tokens.chars_per_token,
+                 count_only=count_only)
     window = route.window or config.context_window
-    plan = to_openai(body, route.dialect(config.backend.dialect), model=model,
-                     tool_calls=config.tool_calls)
-    prompt = config.tokens.estimate(plan.body)
-    if window and prompt > 0.8 * window:
-        prompt = config.tokens.count(plan.body)
-    apply_limits(plan, Limits(window, config.max_output_tokens, prompt))
-    plan.background = background
+    if config.tokens.exact and wants_exact_count(plan.prompt_tokens, window,
+                                                 count_only=count_only):
+        plan.prompt_tokens = await _count(config, plan)
+    if not count_only:
+        apply_limits(plan, Limits(window, config.max_output_tokens))
     return plan
+
+
+async def _count(config: ProxyConfig, plan: Plan) -> int:
+    """The exact count, in an executor; a client that goes away stops it."""
+    stop = threading.Event()
+    try:
+        return await asyncio.get_running_loop().run_in_executor(
+            None, config.tokens.count, plan.body, stop)
+    finally:
+        stop.set()
 
 
 @dataclass
@@ -74,7 +96,7 @@ class Exchange:
         self.record = RequestRecord(mode=self.config.backend.name,
                                     model=self.plan.requested_model,
                                     stream=self.plan.client_stream, started=self.started,
-                                    background=self.plan.background,
+                                    background=self.plan.background is not None,
                                     served=self.route.display, role=self.route.role)
         tracer = self.config.tracer
         self.tracing = tracer is not None and tracer.level >= 2
@@ -125,42 +147,28 @@ class Exchange:
         record.duration_s = time.monotonic() - self.started
         if error is not None:
             record.status, record.error = error.status, error.message
-        usage = translator.final_usage()
-        record.prompt_tokens = usage["input_tokens"] + usage["cache_read_input_tokens"]
-        record.cached_tokens = usage["cache_read_input_tokens"]
-        record.output_tokens = usage["output_tokens"]
+        record.prompt_tokens, record.cached_tokens, record.output_tokens = translator.counts()
         record.stop_reason = translator.stop_reason() if translator.ended and not error else None
         if translator.usage and translator.usage.prompt_tokens:
             config.tokens.calibrate(self.plan.body, translator.usage.prompt_tokens)
         if config.tracer is not None:
             config.tracer.upstream_response(self.request_id, 200 if error is None else
                                             error.status, b"".join(self.raw))
-            if self.events and not any(name == "error" for name, _ in self.events):
+            if self.events and not translator.failed:
                 config.tracer.answer(self.request_id, accumulate(self.events))
         config.stats.add(record)
 
 
-def _whole_answer(data: bytes) -> dict[str, Any] | None:
-    try:
-        return response_chunk(orjson.loads(data))
-    except orjson.JSONDecodeError:
-        return None
-
-
 async def probe(config: ProxyConfig, request: web.Request, plan: Plan) -> web.StreamResponse:
-    """A `max_tokens: 1` probe, answered here: it checks that the API answers, and sending
-    it to the backend would cost a full prefill of its prompt."""
+    """A `max_tokens: 1` probe, answered here (see `chunks.probe_events`)."""
     exchange = Exchange(config, request, plan)
-    translator = exchange.translator
-    events = translator.start() + translator.feed(
-        {"choices": [{"delta": {"content": "OK"}, "finish_reason": "length"}]}
-    ) + translator.finish()
+    events = probe_events(exchange.translator)
     body = exchange.emit(events)
     exchange.finish()
     headers = {"request-id": exchange.request_id}
     if not plan.client_stream:
         return web.json_response(accumulate(events), dumps=_dumps, headers=headers)
-    response = web.StreamResponse(headers={**SSE_HEADERS, **headers})
+    response = SSEResponse(headers={**SSE_HEADERS, **headers})
     await response.prepare(request)
     await response.write(body)
     await _write_eof(response)
@@ -178,11 +186,11 @@ async def complete(config: ProxyConfig, request: web.Request, plan: Plan) -> web
         finally:
             response.close()
         exchange.upstream_bytes(data)
-        chunk = _whole_answer(data)
+        chunk = whole_answer(data)
         if chunk is None:
-            raise AnthropicError(500, "api_error", "The backend sent an answer that is not a "
-                                 "chat completion; check that the URL points at an "
-                                 "OpenAI-compatible server.", retry=False)
+            raise errors.of_status(500, "The backend sent an answer that is not a chat "
+                                   "completion; check that the URL points at an "
+                                   "OpenAI-compatible server.", retry=False)
         events = translator.start() + translator.feed(chunk) + translator.finish()
         exchange.emit(events)
         exchange.first_token()
@@ -211,33 +219,70 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
     except BaseException:
         pending.cancel()
         raise
-    response = web.StreamResponse(headers={**SSE_HEADERS, "request-id": exchange.request_id})
+    response = SSEResponse(headers={**SSE_HEADERS, "request-id": exchange.request_id})
+    out = _Out(response)
     upstream: aiohttp.ClientResponse | None = None
     failure: AnthropicError | None = None
+    answered = False
     try:
         await response.prepare(request)
-        await response.write(exchange.emit(translator.start()))
-        upstream = await _await_with_pings(exchange, pending, response)
-        await (_pump(exchange, upstream, response) if plan.upstream_stream
-               else _pump_whole(exchange, upstream, response))
+        out.held = exchange.emit(translator.start())
+        if not pending.done():
+            await out.write(b"")  # the backend is slow to answer: message_start goes now
+        upstream = await _await_with_pings(exchange, pending, out)
+        await (_pump(exchange, upstream, out) if plan.upstream_stream
+               else _pump_whole(exchange, upstream, out))
+        answered = not translator.stopped
     except AnthropicError as exc:
         failure = exc
-        await _write(response, exchange.emit(translator.fail(exc)))
+        await out.write(exchange.emit(translator.fail(config.scrubbed(exc))))
     except (ConnectionResetError, asyncio.CancelledError):
-        failure = AnthropicError(499, "client_closed", "client disconnected")
+        failure = errors.client_closed()
         raise
     finally:
         pending.cancel()
-        if upstream is not None:
+        if upstream is not None and answered:
+            await _recycle(upstream)
+        elif upstream is not None:
             upstream.close()  # closing the socket is what stops mlx-lm generating
         exchange.finish(failure)
     await _write_eof(response)
     return response
 
 
-async def _write(response: web.StreamResponse, data: bytes) -> None:
-    if data:
-        await response.write(data)
+RECYCLE_WAIT = 0.1
+"""How long a finished answer's connection may take to end its body before it is closed."""
+
+
+async def _recycle(upstream: aiohttp.ClientResponse) -> None:
+    """After a complete answer (the client has every event, only the end of its body is
+    still to come), read the rest of the upstream body (a chunked body's last chunk follows
+    `[DONE]`) so the connection goes back to the pool before the client can send its next
+    request; mlx-lm's HTTP/1.0 bodies end with their connection anyway."""
+    try:
+        if upstream.version is not None and upstream.version >= aiohttp.HttpVersion11:
+            async with asyncio.timeout(RECYCLE_WAIT):
+                while await upstream.content.readany():
+                    pass
+    except (TimeoutError, aiohttp.ClientError):
+        pass
+    finally:
+        upstream.close()  # a no-op once the body has ended: aiohttp pooled the connection
+
+
+class _Out:
+    """The client's side of a stream. `held` bytes go out with the next write: when the
+    backend has answered by then, message_start leaves with its first output in one
+    socket write (each write costs the client a wake-up on the way to the first token)."""
+
+    def __init__(self, response: web.StreamResponse) -> None:
+        self.response = response
+        self.held = b""
+
+    async def write(self, data: bytes) -> None:
+        data, self.held = self.held + data, b""
+        if data:
+            await self.response.write(data)
 
 
 async def _write_eof(response: web.StreamResponse) -> None:
@@ -246,40 +291,55 @@ async def _write_eof(response: web.StreamResponse) -> None:
 
 
 async def _await_with_pings(exchange: Exchange, pending: asyncio.Future[aiohttp.ClientResponse],
-                            response: web.StreamResponse) -> aiohttp.ClientResponse:
+                            out: _Out) -> aiohttp.ClientResponse:
     config = exchange.config
     silent_since = time.monotonic()
-    while True:
-        done, _ = await asyncio.wait({pending}, timeout=config.ping_interval)
-        if done:
-            return pending.result()
+    while not pending.done():
+        await asyncio.wait({pending}, timeout=config.ping_interval)
+        if pending.done():
+            break
         if time.monotonic() - silent_since > config.idle_timeout:
             raise errors.mid_stream(f"no answer from the backend for {config.idle_timeout:.0f} s")
-        await _write(response, exchange.emit(exchange.translator.ping()))
+        await out.write(exchange.emit(exchange.translator.ping()))
+    return pending.result()
 
 
-async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse,
-                      response: web.StreamResponse) -> None:
+async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out) -> None:
     """A non-streaming upstream answer (mlx-textgen with tools) streamed to the client."""
+    await out.write(b"")
     data = await upstream.read()
     exchange.upstream_bytes(data)
-    chunk = _whole_answer(data)
+    chunk = whole_answer(data)
     if chunk is None:
         raise errors.mid_stream("it sent an answer that is not a chat completion")
     translator = exchange.translator
     events = translator.feed(chunk) + translator.finish()
     exchange.first_token()
-    await _write(response, exchange.emit(events))
+    await out.write(exchange.emit(events))
 
 
-async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse,
-                response: web.StreamResponse) -> None:
-    """Upstream SSE -> events, one client write per upstream read."""
+async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out) -> None:
+    """Upstream SSE -> events, one client write per upstream read. What arrived with the
+    headers (mlx-lm's first `: keepalive`) is taken at once, to go out with message_start."""
     config, translator = exchange.config, exchange.translator
-    decoder = SSEDecoder()
-    saw_done = False
+    chunks = ChunkStream(translator)
     last_data = time.monotonic()
+    try:
+        data: bytes | None = upstream.content.read_nowait() or None
+    except aiohttp.ClientPayloadError as exc:
+        raise errors.mid_stream(f"the connection broke ({exc})") from exc
     while True:
+        events: list[Event] = []
+        if data is not None:
+            exchange.upstream_bytes(data)
+            last_data = time.monotonic()  # any bytes: a role-only or usage chunk is life too
+            events = chunks.feed(data)
+            exchange.first_token()
+            if chunks.over:
+                await out.write(exchange.emit(merge_deltas(events + chunks.finish())))
+                return
+        if events or out.held:
+            await out.write(exchange.emit(merge_deltas(events)))
         try:
             async with asyncio.timeout(config.ping_interval):
                 data = await upstream.content.readany()
@@ -287,36 +347,7 @@ async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse,
             if time.monotonic() - last_data > config.idle_timeout:
                 raise errors.mid_stream(
                     f"the backend sent nothing for {config.idle_timeout:.0f} s") from None
-            await _write(response, exchange.emit(translator.ping()))
-            continue
+            await out.write(exchange.emit(translator.ping()))
+            data = None
         except aiohttp.ClientPayloadError as exc:
             raise errors.mid_stream(f"the connection broke ({exc})") from exc
-        exchange.upstream_bytes(data)
-        events: list[Event] = []
-        for kind, text in decoder.feed(data) if data else decoder.close():
-            if kind == "comment":
-                events.extend(translator.ping())
-            elif text.strip() == "[DONE]":
-                saw_done = True
-            else:
-                events.extend(translator.feed(_chunk(text)))
-        exchange.first_token()
-        if translator.stopped or saw_done or not data:
-            if not (translator.stopped or saw_done or translator.finish_reason):
-                raise errors.mid_stream("the connection closed before the answer was complete")
-            await _write(response, exchange.emit(merge_deltas(events + translator.finish())))
-            return
-        if events:
-            last_data = time.monotonic()
-            await _write(response, exchange.emit(merge_deltas(events)))
-
-
-def _chunk(text: str) -> object:
-    """One upstream `data:` payload; garbage or an error object fails the stream."""
-    try:
-        parsed = orjson.loads(text)
-    except orjson.JSONDecodeError:
-        raise errors.mid_stream(f"it sent a chunk that is not valid JSON: {text[:120]!r}") from None
-    if isinstance(parsed, dict) and "error" in parsed and not parsed.get("choices"):
-        raise errors.mid_stream(errors.backend_message(text.encode()))
-    return parsed

@@ -8,7 +8,8 @@ from __future__ import annotations
 import aiohttp
 from aiohttp import web
 
-from anyclaude.translate.errors import AnthropicError, unreachable
+from anyclaude.proxy.keys import CONFIG
+from anyclaude.translate.errors import of_status, unreachable
 
 HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "transfer-encoding", "te",
                         "trailer", "upgrade", "proxy-authorization", "proxy-authenticate",
@@ -26,8 +27,6 @@ def _forward_headers(request: web.Request, token: str) -> dict[str, str]:
 
 
 async def forward(request: web.Request) -> web.StreamResponse:
-    from anyclaude.proxy.app import CONFIG
-
     config = request.app[CONFIG]
     url = config.endpoint.url.rstrip("/") + request.path_qs
     body = await request.read()
@@ -48,8 +47,7 @@ async def forward(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
         return response
     except aiohttp.ClientPayloadError as exc:
-        raise AnthropicError(529, "overloaded_error",
-                             f"The connection to {config.endpoint.url} broke: {exc}") from exc
+        raise of_status(529, f"The connection to {config.endpoint.url} broke: {exc}") from exc
     finally:
         upstream.close()
 

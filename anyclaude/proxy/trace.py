@@ -4,7 +4,11 @@
    duration, stop reason;
 2. also a summary of each translated request and of each answer;
 3. also full traces as JSONL (one object per step: the Anthropic request, the OpenAI
-   request, the raw upstream body, the Anthropic answer), credentials redacted.
+   request, the raw upstream body, the Anthropic answer).
+
+Every line and record goes through the run's `Redactor` (credentials by header and key
+name, URL passwords, and the run's secrets by value); trace files are created 0600 in a
+0700 folder, since they hold whole conversations.
 
 Lines go to a text stream (stderr in proxy-only mode, a log file when Claude Code owns the
 terminal). Nothing here runs when debugging is off: the proxy holds `None` instead.
@@ -12,37 +16,19 @@ terminal). Nothing here runs when debugging is off: the proxy holds `None` inste
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 import orjson
 
 from anyclaude.proxy.stats import RequestRecord
-
-SECRET_HEADERS = frozenset({"x-api-key", "authorization", "x-anyclaude-token", "cookie",
-                            "proxy-authorization"})
-REDACTED = "[redacted]"
-
-
-def redact_headers(headers: Mapping[str, str]) -> dict[str, str]:
-    return {str(k): (REDACTED if k.lower() in SECRET_HEADERS else v) for k, v in headers.items()}
-
-
-def redact(value: Any, secrets: tuple[str, ...]) -> Any:
-    """Replace every occurrence of a secret in strings anywhere inside `value`."""
-    if isinstance(value, str):
-        for secret in secrets:
-            if secret and secret in value:
-                value = value.replace(secret, REDACTED)
-        return value
-    if isinstance(value, dict):
-        return {k: redact(v, secrets) for k, v in value.items()}
-    if isinstance(value, list):
-        return [redact(v, secrets) for v in value]
-    return value
+from anyclaude.redact import Redactor, private_dir, private_file
+from anyclaude.translate.describe import answer_summary, request_summary
+from anyclaude.translate.protocol import ChatRequest, Message
 
 
 def request_line(record: RequestRecord) -> str:
@@ -57,44 +43,21 @@ def request_line(record: RequestRecord) -> str:
             f"output {record.output_tokens}, ttft {ttft}, {record.duration_s:.2f}s, {outcome}")
 
 
-def request_summary(body: Mapping[str, Any], notes: list[str]) -> str:
-    messages = body.get("messages") or []
-    roles = "".join(str(m.get("role", "?"))[0] for m in messages)
-    tools = len(body.get("tools") or [])
-    limit = body.get("max_tokens", body.get("max_completion_tokens"))
-    text = (f"[anyclaude]   → upstream: {len(messages)} messages ({roles}), {tools} tools, "
-            f"max_tokens {limit}, stream {bool(body.get('stream'))}")
-    return text + "".join(f"\n[anyclaude]     note: {note}" for note in notes)
-
-
-def answer_summary(message: Mapping[str, Any]) -> str:
-    parts = []
-    for block in message.get("content") or []:
-        kind = block.get("type")
-        if kind == "text":
-            parts.append(f"text({len(block.get('text', ''))} chars)")
-        elif kind == "thinking":
-            parts.append(f"thinking({len(block.get('thinking', ''))} chars)")
-        elif kind == "tool_use":
-            parts.append(f"tool_use {block.get('name')}")
-    return (f"[anyclaude]   ← {', '.join(parts) or 'no content'}; "
-            f"stop_reason {message.get('stop_reason')}")
-
-
 class Tracer:
     def __init__(self, level: int, stream: TextIO, trace_path: Path | None = None,
-                 secrets: tuple[str, ...] = ()) -> None:
+                 secrets: tuple[str | None, ...] = ()) -> None:
         self.level = level
         self.stream = stream
         self.trace_path = trace_path
-        self.secrets = tuple(s for s in secrets if s)
+        self.redactor = Redactor(secrets)
         self._lock = threading.Lock()
-        self._file = None
+        self._file: IO[bytes] | None = None
         if level >= 3 and trace_path is not None:
-            trace_path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = trace_path.open("ab")
+            private_dir(trace_path.parent)
+            self._file = os.fdopen(private_file(trace_path), "ab")
 
     def _line(self, text: str) -> None:
+        text = self.redactor.text(text)
         with self._lock:
             self.stream.write(text + "\n")
             self.stream.flush()
@@ -103,7 +66,7 @@ class Tracer:
         if self._file is None:
             return
         entry = {"ts": time.time(), "request_id": request_id, "step": step,
-                 "data": redact(data, self.secrets)}
+                 "data": self.redactor.value(data)}
         with self._lock:
             self._file.write(orjson.dumps(entry) + b"\n")
             self._file.flush()
@@ -111,9 +74,9 @@ class Tracer:
     def client_request(self, request_id: str, method: str, path: str,
                        headers: Mapping[str, str], body: Any) -> None:
         self._record(request_id, "client_request", {
-            "method": method, "path": path, "headers": redact_headers(headers), "body": body})
+            "method": method, "path": path, "headers": self.redactor.headers(headers), "body": body})
 
-    def upstream_request(self, request_id: str, url: str, body: Mapping[str, Any],
+    def upstream_request(self, request_id: str, url: str, body: ChatRequest,
                          notes: list[str]) -> None:
         if self.level >= 2:
             self._line(request_summary(body, notes))
@@ -123,7 +86,7 @@ class Tracer:
         self._record(request_id, "upstream_response",
                      {"status": status, "body": raw.decode("utf-8", "replace")})
 
-    def answer(self, request_id: str, message: Mapping[str, Any]) -> None:
+    def answer(self, request_id: str, message: Message) -> None:
         if self.level >= 2:
             self._line(answer_summary(message))
         self._record(request_id, "answer", message)

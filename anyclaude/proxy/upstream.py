@@ -8,7 +8,7 @@ them closes the connection: mlx-lm stops generating only when its socket closes.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import aiohttp
@@ -16,7 +16,8 @@ import orjson
 
 from anyclaude.backends.base import Backend, Endpoint
 from anyclaude.backends.net import auth_headers, server_root
-from anyclaude.translate.errors import AnthropicError, unreachable
+from anyclaude.translate import models
+from anyclaude.translate.errors import of_status, unreachable
 
 KEEPALIVE_S = 10.0
 """Idle pooled connections to the backend are closed after this long."""
@@ -64,15 +65,14 @@ class Upstream:
     def headers(self) -> dict[str, str]:
         return {"Content-Type": "application/json", **auth_headers(self.endpoint.api_key)}
 
-    async def post_json(self, path: str, body: dict[str, Any]) -> aiohttp.ClientResponse:
+    async def post_json(self, path: str, body: Mapping[str, Any]) -> aiohttp.ClientResponse:
         """POST and return the open response once its headers arrive."""
         try:
             return await self.session.post(self.url(path), data=orjson.dumps(body),
                                            headers=self.headers())
         except (aiohttp.ClientConnectionError, OSError) as exc:
             if isinstance(exc, aiohttp.ServerDisconnectedError):
-                raise AnthropicError(529, "overloaded_error",
-                                     f"The backend at {self.endpoint.url} closed the connection "
+                raise of_status(529, f"The backend at {self.endpoint.url} closed the connection "
                                      "without answering; check its log.") from exc
             raise unreachable(self.endpoint.url, self.backend.url_setting) from exc
 
@@ -92,15 +92,10 @@ class Upstream:
                 data = await resp.json(content_type=None) if resp.status == 200 else None
         except (TimeoutError, aiohttp.ClientError, ValueError):
             return []
-        models = data.get("data") if isinstance(data, dict) else None
-        return [m for m in models if isinstance(m, dict)] if isinstance(models, list) else []
+        return models.listed(data)
 
     async def _discover_model(self) -> str | None:
-        """A model the server has loaded (LM Studio's native API says which: its OpenAI
-        listing also names every downloaded model), else the first one it lists."""
+        """A model the server has loaded (LM Studio's native API says which), else the
+        first one it lists."""
         native = await self._listing(server_root(self.endpoint.url) + "/api/v0/models")
-        loaded = [m for m in native if m.get("state") == "loaded"
-                  and m.get("type") in (None, "llm", "vlm")]
-        listed = loaded or await self._listing(self.url("/models"))
-        first = listed[0].get("id") if listed else None
-        return first if isinstance(first, str) else None
+        return models.first_id(models.loaded(native) or await self._listing(self.url("/models")))

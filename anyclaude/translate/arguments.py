@@ -16,12 +16,22 @@ from typing import Any
 
 from json_repair import loads as _repair_loads
 
-__all__ = ["dumps_arguments", "loads_lenient", "repair_arguments", "strip_code_fence"]
+__all__ = ["REPAIR_LIMIT", "dumps_arguments", "loads_lenient", "repair_arguments",
+           "strip_code_fence", "unclosed"]
 
 # Bounds that keep hostile or pathological input from recursing without end.
 _MAX_UNWRAP = 3
 _MAX_DEPTH = 64
 _MAX_BRANCH_DEPTH = 8
+
+REPAIR_LIMIT = 16 * 1024
+"""Characters above which broken JSON is not repaired but treated as unrepairable.
+
+json_repair is pure Python at about 5 µs a character, and the translator runs on the
+proxy's event loop, one call per answer: 256 KB of broken arguments held every other
+request (even /health) for seconds. A pure translator cannot move the work elsewhere, so
+it bounds it: 16 KiB costs well under 0.1 s, valid JSON of any size still parses (strictly,
+in C), and a huge broken call becomes a text note the model can act on."""
 
 _LANG_TAG = re.compile(r"[A-Za-z0-9_+.-]*")
 _INT = re.compile(r"[+-]?\d+")
@@ -33,20 +43,16 @@ def repair_arguments(
 ) -> dict[str, object] | None:
     """Turn raw tool arguments into a JSON object typed by ``schema``.
 
-    Returns ``None`` when nothing object-like can be recovered, so the caller can
-    decide (per config) between a ``_raw_arguments`` wrapper and dropping the call.
-    Never raises: coercion is best effort and falls back to the uncoerced object.
+    Returns ``None`` when nothing object-like can be recovered: the caller then shows the
+    model's text instead of a call (or drops a call cut off by ``max_tokens``).
+    Never raises, whatever the model sent and whatever the schema says: every step checks
+    the types it reads and bounds its depth (the property tests hold it to that), so a
+    bug shows up as a failing test instead of a silently uncoerced call.
     """
-    try:
-        obj = _to_object(raw)
-    except Exception:
-        return None
+    obj = _to_object(raw)
     if obj is None or not isinstance(schema, Mapping):
         return obj
-    try:
-        return _coerce_dict(obj, _branches(schema, 0), 0)
-    except Exception:
-        return obj
+    return _coerce_dict(obj, _branches(schema, 0), 0)
 
 
 def dumps_arguments(obj: Mapping[str, object]) -> str:
@@ -89,10 +95,41 @@ def loads_lenient(text: str) -> Any:
         return json.loads(text)
     except (ValueError, RecursionError):
         pass
+    if len(text) > REPAIR_LIMIT:
+        return None
     try:
         return _repair_loads(text)
-    except Exception:
+    except (ValueError, RecursionError):  # json_repair gives up, or the nesting is too deep
         return None
+
+
+_JSON_TOKEN = re.compile(r'[\\"{}\[\]]')
+
+
+def unclosed(raw: str | Mapping[str, object] | None) -> bool:
+    """Whether raw arguments stop before their JSON does: nothing at all, inside a string,
+    or with an object or array still open. That is what a cut at max_tokens leaves, and
+    repairing it would close a truncated command or file as if it were complete."""
+    if not isinstance(raw, str):
+        return False
+    text = strip_code_fence(raw.strip())
+    if not text:
+        return True
+    try:
+        json.loads(text)
+        return False
+    except (ValueError, RecursionError):
+        pass
+    depth, inside, pos = 0, False, 0
+    while (match := _JSON_TOKEN.search(text, pos)) is not None:
+        token, pos = match.group(), match.end()
+        if token == '"':
+            inside = not inside
+        elif token == "\\":
+            pos += 1 if inside else 0  # in a string, a backslash escapes the next character
+        elif not inside:
+            depth += 1 if token in "{[" else -1
+    return inside or depth > 0
 
 
 def strip_code_fence(text: str) -> str:

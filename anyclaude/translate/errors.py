@@ -15,6 +15,8 @@ from typing import Any
 
 import orjson
 
+from anyclaude.translate.protocol import ErrorEvent
+
 
 @dataclass
 class AnthropicError(Exception):
@@ -26,9 +28,8 @@ class AnthropicError(Exception):
     retry: bool | None = None
     """Sent as `x-should-retry` when not None."""
 
-    def body(self, request_id: str | None = None) -> dict[str, Any]:
-        body: dict[str, Any] = {"type": "error",
-                                "error": {"type": self.type, "message": self.message}}
+    def body(self, request_id: str | None = None) -> ErrorEvent:
+        body: ErrorEvent = {"type": "error", "error": {"type": self.type, "message": self.message}}
         if request_id:
             body["request_id"] = request_id
         return body
@@ -48,6 +49,17 @@ STATUS_TYPES: dict[int, str] = {
     504: "timeout_error",
     529: "overloaded_error",
 }
+
+
+def of_status(status: int, message: str, retry: bool | None = None) -> AnthropicError:
+    """An error with the `type` Anthropic uses for that HTTP status."""
+    kind = STATUS_TYPES.get(status, "invalid_request_error" if status < 500 else "api_error")
+    return AnthropicError(status, kind, message, retry)
+
+
+def client_closed() -> AnthropicError:
+    """Not sent anywhere (the client is gone): how the stats record a request it dropped."""
+    return AnthropicError(499, "client_closed", "client disconnected")
 
 
 def invalid_request(message: str) -> AnthropicError:

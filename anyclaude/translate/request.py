@@ -14,9 +14,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-import orjson
+from typing import Any, cast
 
 from anyclaude.backends.base import Dialect, ToolCalls, upstream_model
 from anyclaude.translate.arguments import dumps_arguments
@@ -27,8 +25,8 @@ from anyclaude.translate.content import (
     result_parts,
     system_reminder,
 )
-from anyclaude.translate.errors import prompt_too_long
 from anyclaude.translate.firstturn import context_first
+from anyclaude.translate.protocol import ChatRequest, MessagesRequest
 from anyclaude.translate.schemas import ToolNameMap, clean_schema
 from anyclaude.translate.tolerate import tolerate
 from anyclaude.translate.toolprompt import inline
@@ -37,24 +35,18 @@ BILLING_PREFIX = "x-anthropic-billing-header:"
 _BILLING_LINE = re.compile(r"^x-anthropic-billing-header:[^\n]*\n?", re.M)
 
 
-@dataclass(frozen=True)
-class Limits:
-    context_window: int | None = None
-    max_output_tokens: int | None = None
-    prompt_tokens: int = 0
-    """Estimated prompt size, used to clamp `max_tokens` and to refuse prompts that cannot fit."""
-
-
 @dataclass
 class Plan:
     """The upstream request plus what the response side needs to translate the answer back."""
 
-    body: dict[str, Any]
+    body: ChatRequest
     requested_model: str
     client_stream: bool
     upstream_stream: bool
     max_tokens: int
+    """The output cap sent upstream (`plan.apply_limits` clamps it)."""
     prompt_tokens: int
+    """The prompt's size: estimated, or counted exactly (see `plan.py`)."""
     stop_sequences: list[str]
     names: ToolNameMap
     schemas: dict[str, Mapping[str, Any]]
@@ -65,7 +57,8 @@ class Plan:
     max_tokens_param: str = "max_tokens"
     notes: list[str] = field(default_factory=list)
     """What was dropped or changed, for debug output."""
-    background: bool = False
+    background: str | None = None
+    """Why this is background work (see `plan.classify`), None for the main conversation."""
     stops_short_by: int = 0
     """See `Dialect.stops_short_by`: how close to `max_tokens` a `stop` means cut off."""
     chunk_is_token: bool = False
@@ -74,10 +67,6 @@ class Plan:
 
     def __post_init__(self) -> None:
         self.requested_max_tokens = self.max_tokens
-
-    @property
-    def tool_names(self) -> frozenset[str]:
-        return frozenset(self.schemas)
 
 
 def _strip_billing(text: str) -> str:
@@ -107,16 +96,19 @@ class ToolSet:
     notes: tuple[str, ...]
 
 
-_TOOLSETS: OrderedDict[tuple[bytes, str, int | None], ToolSet] = OrderedDict()
+_TOOLSETS: OrderedDict[tuple[object, ...], tuple[object, ToolSet]] = OrderedDict()
 _TOOLSETS_MAX = 16
 
 
 def tool_set(tools: Sequence[Mapping[str, Any]] | None, dialect: Dialect) -> ToolSet:
-    key = (orjson.dumps(tools or []), dialect.schema_profile, dialect.max_tool_name_length)
+    """Cached by the tool names and checked by equality with the list it was made from:
+    comparing two 64 KB tool lists takes a third of the time of serialising one."""
+    key = (tuple(tool.get("name") for tool in tools or ()), dialect.schema_profile,
+           dialect.max_tool_name_length)
     cached = _TOOLSETS.get(key)
-    if cached is not None:
+    if cached is not None and cached[0] == tools:
         _TOOLSETS.move_to_end(key)
-        return cached
+        return cached[1]
     custom, notes = [], []
     for tool in tools or []:
         kind = tool.get("type")
@@ -129,7 +121,8 @@ def tool_set(tools: Sequence[Mapping[str, Any]] | None, dialect: Dialect) -> Too
     result = ToolSet(entries=[_tool_entry(t, names, dialect) for t in custom],
                      schemas={t["name"]: t.get("input_schema") or {} for t in custom},
                      names=names, notes=tuple(notes))
-    _TOOLSETS[key] = result
+    _TOOLSETS[key] = (tools, result)
+    _TOOLSETS.move_to_end(key)
     if len(_TOOLSETS) > _TOOLSETS_MAX:
         _TOOLSETS.popitem(last=False)
     return result
@@ -287,10 +280,12 @@ def _thinking_enabled(request: Mapping[str, Any]) -> bool | None:
     return thinking.get("type") in ("enabled", "adaptive")
 
 
-def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None,
-              limits: Limits = Limits(), tool_calls: ToolCalls | None = None) -> Plan:
-    """Translate a validated Anthropic request (see `validate.py`)."""
-    request, notes = tolerate(request)
+def to_openai(request: MessagesRequest, dialect: Dialect, *, model: str | None,
+              tool_calls: ToolCalls | None = None) -> Plan:
+    """Translate a validated Anthropic request (see `validate.py`); `plan.py` sizes it
+    and applies the limits."""
+    tolerated, notes = tolerate(request)
+    request = cast(MessagesRequest, tolerated)
     tools = tool_set(request.get("tools"), dialect)
     notes += tools.notes
     names = tools.names
@@ -342,30 +337,12 @@ def to_openai(request: Mapping[str, Any], dialect: Dialect, *, model: str | None
         and bool(tools.entries)
     formats = (("think",) if dialect.parse_inline_think else ()) + (
         dialect.text_tool_formats if text_tools else ())
-    plan = Plan(
-        body=body, requested_model=request["model"], client_stream=client_stream,
-        upstream_stream=upstream_stream, max_tokens=body[dialect.max_tokens_param],
-        prompt_tokens=limits.prompt_tokens, stop_sequences=stops, names=names,
-        schemas=tools.schemas, emit_thinking=thinking is not False,
+    return Plan(
+        body=cast(ChatRequest, body), requested_model=request["model"],
+        client_stream=client_stream, upstream_stream=upstream_stream,
+        max_tokens=body[dialect.max_tokens_param], prompt_tokens=0, stop_sequences=stops,
+        names=names, schemas=tools.schemas, emit_thinking=thinking is not False,
         text_tools=text_tools, text_formats=formats,
         start_in_thinking=dialect.start_in_thinking, max_tokens_param=dialect.max_tokens_param,
         notes=notes, stops_short_by=dialect.stops_short_by,
         chunk_is_token=dialect.chunk_is_token)
-    apply_limits(plan, limits)
-    return plan
-
-
-def apply_limits(plan: Plan, limits: Limits) -> None:
-    """Clamp `max_tokens` to the output cap and to what fits the context window; refuse a
-    prompt that cannot fit at all with the phrase Claude Code compacts on."""
-    max_tokens = plan.requested_max_tokens
-    if limits.max_output_tokens:
-        max_tokens = min(max_tokens, limits.max_output_tokens)
-    if limits.context_window:
-        room = limits.context_window - limits.prompt_tokens
-        if room <= 0:
-            raise prompt_too_long(limits.prompt_tokens, limits.context_window)
-        max_tokens = min(max_tokens, room)
-    plan.max_tokens = max(1, max_tokens)
-    plan.prompt_tokens = limits.prompt_tokens
-    plan.body[plan.max_tokens_param] = plan.max_tokens

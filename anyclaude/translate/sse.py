@@ -7,11 +7,13 @@ reports "Stream ended without receiving any events" without it).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Literal
 
 import orjson
 
-Event = tuple[str, dict[str, Any]]
+from anyclaude.translate.protocol import StreamEvent
+
+Event = tuple[str, StreamEvent]
 """(event name, payload); the payload's `type` equals the name."""
 
 
@@ -23,48 +25,62 @@ def encode(events: Iterable[Event]) -> bytes:
     )
 
 
-DONE = object()
-"""Returned by `SSEDecoder` for `data: [DONE]`."""
+Kind = Literal["data", "keepalive", "done"]
+Item = tuple[Kind, str]
 
 
 class SSEDecoder:
     """Incremental decoder of an upstream `text/event-stream` body.
 
-    Yields ("data", text) for each complete event's data, ("comment", text) for comment
-    lines (mlx-lm's `: keepalive i/N` during prefill). Tolerates CRLF, a final event without
-    its blank line (mlx-textgen's `data: [DONE]`), and lines without a `data:` prefix.
+    Yields ("data", text) for each complete event's data, ("keepalive", text) for comment
+    lines (mlx-lm's `: keepalive i/N` during prefill: the backend is alive, the client
+    deserves a ping) and ("done", "") for OpenAI's `data: [DONE]`. Tolerates CRLF, a final
+    event without its blank line (mlx-textgen's `data: [DONE]`), and lines without a
+    `data:` prefix.
     """
 
     def __init__(self) -> None:
-        self._partial = b""
+        self._partial: list[bytes] = []
+        """The pieces of a line that has not ended yet, joined once it does: re-joining on
+        every read made a long line quadratic (a 64 MB line took a minute)."""
         self._data: list[bytes] = []
 
-    def feed(self, chunk: bytes) -> list[tuple[str, str]]:
-        buffer = self._partial + chunk
-        lines = buffer.split(b"\n")
-        self._partial = lines.pop()
-        out: list[tuple[str, str]] = []
+    def feed(self, chunk: bytes) -> list[Item]:
+        if b"\n" not in chunk:
+            if chunk:
+                self._partial.append(chunk)
+            return []
+        if self._partial:
+            self._partial.append(chunk)
+            chunk, self._partial = b"".join(self._partial), []
+        lines = chunk.split(b"\n")
+        rest = lines.pop()
+        if rest:
+            self._partial.append(rest)
+        out: list[Item] = []
         for line in lines:
             self._line(line.rstrip(b"\r"), out)
         return out
 
-    def close(self) -> list[tuple[str, str]]:
+    def close(self) -> list[Item]:
         """End of body: a pending line or event without its blank line still counts."""
-        out: list[tuple[str, str]] = []
+        out: list[Item] = []
         if self._partial:
-            self._line(self._partial.rstrip(b"\r"), out)
-            self._partial = b""
+            self._line(b"".join(self._partial).rstrip(b"\r"), out)
+            self._partial = []
         self._line(b"", out)
         return out
 
-    def _line(self, line: bytes, out: list[tuple[str, str]]) -> None:
+    def _line(self, line: bytes, out: list[Item]) -> None:
         if not line:
             if self._data:
-                out.append(("data", b"\n".join(self._data).decode("utf-8", "replace")))
+                data = b"\n".join(self._data)
+                out.append(("done", "") if data.strip() == b"[DONE]" else
+                           ("data", data.decode("utf-8", "replace")))
                 self._data = []
             return
         if line.startswith(b":"):
-            out.append(("comment", line[1:].strip().decode("utf-8", "replace")))
+            out.append(("keepalive", line[1:].strip().decode("utf-8", "replace")))
         elif line.startswith(b"data:"):
             value = line[5:]
             self._data.append(value[1:] if value.startswith(b" ") else value)

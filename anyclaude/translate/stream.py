@@ -1,6 +1,7 @@
 """OpenAI chunks -> Anthropic events: the one explicit state machine of the proxy.
 
-Grammar it guarantees (protocol-notes §C.2/C.4), whatever the upstream sends:
+Grammar it guarantees (the one Anthropic's SDK and Claude Code rely on; checked by
+`tests/support/grammar.py`), whatever the upstream sends:
 
     message_start  ping*  (content_block_start  delta*  content_block_stop)*
     message_delta  message_stop            -- or an `error` event in place of the tail
@@ -9,24 +10,27 @@ Block indices count up from 0 with one block open at a time; deltas match their 
 type; thinking blocks end with a signature; tool_use blocks carry a fresh `toolu_` id and
 one complete JSON object. Tool calls are buffered until the answer ends (fragments may
 interleave by index, and arguments must be repaired as a whole), then emitted in order.
-Non-streaming answers go through the same machine (`translate_response`), so both modes
-behave identically.
+Non-streaming answers go through the same machine (recast as one chunk by
+`chunks.response_chunk`), so both modes behave identically.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
 from anyclaude.translate import ids
-from anyclaude.translate.arguments import repair_arguments
+from anyclaude.translate.arguments import repair_arguments, unclosed
 from anyclaude.translate.errors import AnthropicError
+from anyclaude.translate.protocol import BlockDelta, ContentBlock
+from anyclaude.translate.protocol import Usage as AnthropicUsage
 from anyclaude.translate.request import Plan
 from anyclaude.translate.sse import Event
 from anyclaude.translate.stops import StopMatcher
 from anyclaude.translate.textcalls import TextCallParser
+from anyclaude.translate.usage import Usage
 
 SIGNATURE = "anyclaude-local-reasoning"
 """Placeholder signature: Claude Code drops thinking blocks without one."""
@@ -50,25 +54,19 @@ class _Call:
     upstream_id: str | None = None
     name: str = ""
     arguments: str | dict[str, Any] = ""
+    fragments: list[str] = field(default_factory=list)
+    """Streamed argument text, joined once at the end (appending to one string copied it
+    all for every fragment: quadratic in the size of a call)."""
     from_text: bool = False
+    cut: bool = False
+    """A text-printed call whose close marker never came."""
 
 
-@dataclass
-class Usage:
-    prompt_tokens: int | None = None
-    cached_tokens: int = 0
-    completion_tokens: int | None = None
-
-    @classmethod
-    def parse(cls, raw: object) -> Usage | None:
-        if not isinstance(raw, dict):
-            return None
-        details = raw.get("prompt_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, dict) else None
-        prompt, completion = raw.get("prompt_tokens"), raw.get("completion_tokens")
-        return cls(prompt if isinstance(prompt, int) else None,
-                   cached if isinstance(cached, int) else 0,
-                   completion if isinstance(completion, int) else None)
+class TokenCounts(NamedTuple):
+    prompt: int
+    """Prompt tokens, cached ones included."""
+    cached: int
+    output: int
 
 
 @dataclass
@@ -93,6 +91,8 @@ class StreamTranslator:
         self.stopped = False
         """A stop sequence matched: the caller should close the upstream request."""
         self.ended = False
+        self.failed = False
+        """The answer ended with an `error` event."""
         self.blocks = 0
         self.output_chars = 0
         self.tool_uses = 0
@@ -101,9 +101,9 @@ class StreamTranslator:
 
     # -- public API ---------------------------------------------------------------------
     def start(self) -> list[Event]:
-        usage = {"input_tokens": max(1, self.plan.prompt_tokens),
-                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
-                 "output_tokens": 1}
+        usage: AnthropicUsage = {"input_tokens": max(1, self.plan.prompt_tokens),
+                                 "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                                 "output_tokens": 1}
         return [("message_start", {"type": "message_start", "message": {
             "id": self.message_id, "type": "message", "role": "assistant",
             "model": self.plan.requested_model, "content": [], "stop_reason": None,
@@ -151,7 +151,7 @@ class StreamTranslator:
             return []
         out: list[Event] = []
         if self._parser is not None:
-            for segment in self._parser.finish():
+            for segment in self._parser.finish(cut=self.truncated):
                 self._segment(segment, out)
         self._emit_text(self._stops.flush(), out)
         self._emit_calls(out)
@@ -173,8 +173,14 @@ class StreamTranslator:
         truncated answer look complete."""
         if self.ended:
             return []
-        self.ended = True
+        self.ended = self.failed = True
         return [("error", error.body())]
+
+    @property
+    def truncated(self) -> bool:
+        """The backend stopped the answer at its token limit (the output may end mid-word,
+        mid-string, mid-call)."""
+        return STOP_REASONS.get(self.finish_reason) == "max_tokens"
 
     def stop_reason(self) -> str:
         if self.stop_sequence is not None:
@@ -194,7 +200,7 @@ class StreamTranslator:
             output = self.chunks
         return output is not None and output >= self.plan.max_tokens - self.plan.stops_short_by
 
-    def final_usage(self) -> dict[str, int]:
+    def final_usage(self) -> AnthropicUsage:
         usage = self.usage or Usage()
         prompt = usage.prompt_tokens if usage.prompt_tokens is not None else self.plan.prompt_tokens
         cached = min(usage.cached_tokens, prompt)
@@ -203,6 +209,12 @@ class StreamTranslator:
             output = max(1, self.output_chars // 4)
         return {"input_tokens": max(0, prompt - cached), "cache_creation_input_tokens": 0,
                 "cache_read_input_tokens": cached, "output_tokens": output}
+
+    def counts(self) -> TokenCounts:
+        """The answer's token counts for stats and debug lines."""
+        usage = self.final_usage()
+        cached = usage["cache_read_input_tokens"]
+        return TokenCounts(usage["input_tokens"] + cached, cached, usage["output_tokens"])
 
     # -- content channels ---------------------------------------------------------------
     def _content(self, text: str, out: list[Event]) -> None:
@@ -219,7 +231,7 @@ class StreamTranslator:
             self._thinking(segment.text, out)
         elif not self.stopped:
             self._calls.append(_Call(name=segment.name, arguments=segment.arguments,
-                                     from_text=True))
+                                     from_text=True, cut=segment.kind == "cut_call"))
 
     def _text(self, text: str, out: list[Event]) -> None:
         if self.stopped:
@@ -249,13 +261,13 @@ class StreamTranslator:
             if not text:
                 return
             self._close(out)
-            block: dict[str, Any] = {"type": "text", "text": ""} if kind == "text" else {
+            block: ContentBlock = {"type": "text", "text": ""} if kind == "text" else {
                 "type": "thinking", "thinking": "", "signature": SIGNATURE}
             out.append(("content_block_start", {"type": "content_block_start",
                                                 "index": self._index, "content_block": block}))
             self._open = kind
             self.blocks += 1
-        delta = {"type": "text_delta", "text": text} if kind == "text" else {
+        delta: BlockDelta = {"type": "text_delta", "text": text} if kind == "text" else {
             "type": "thinking_delta", "thinking": text}
         out.append(("content_block_delta", {"type": "content_block_delta",
                                             "index": self._index, "delta": delta}))
@@ -295,22 +307,31 @@ class StreamTranslator:
                 slot.upstream_id = call_id
             if isinstance(arguments, str):
                 if isinstance(slot.arguments, str):
-                    slot.arguments += arguments
+                    slot.fragments.append(arguments)
             elif isinstance(arguments, dict):
                 slot.arguments = arguments
 
     def _emit_calls(self, out: list[Event]) -> None:
+        """Buffered calls as tool_use blocks. At max_tokens, a call whose arguments stop
+        before their JSON closes (or whose close marker never came) was cut: repairing it
+        would run a truncated command or write a truncated file, so it becomes a note."""
         for call in self._calls:
+            if call.fragments and isinstance(call.arguments, str):
+                call.arguments += "".join(call.fragments)
             self.output_chars += len(call.name) + len(str(call.arguments))
+            name = self.plan.names.from_upstream(call.name) if call.name else ""
+            if call.cut or (self.truncated and call.name and unclosed(call.arguments)):
+                self._emit_text(f"\n\n[anyclaude: the answer reached max_tokens in the middle "
+                                f"of a call to {f'the tool {name}' if name else 'a tool'}; "
+                                "the incomplete call was dropped, not run.]", out)
+                continue
             if not call.name:
                 continue  # a call whose name never arrived cannot be run
-            name = self.plan.names.from_upstream(call.name)
             arguments = repair_arguments(call.arguments, self.plan.schemas.get(name))
             if arguments is None:
-                if self.finish_reason != "length":  # truncated calls are dropped silently
-                    self._emit_text(f"[anyclaude: the model called the tool {name} with "
-                                    f"arguments that are not valid JSON: "
-                                    f"{str(call.arguments)[:300]}]", out)
+                self._emit_text(f"\n\n[anyclaude: the model called the tool {name} with "
+                                f"arguments that are not valid JSON: "
+                                f"{str(call.arguments)[:300]}]", out)
                 continue
             self._close(out)
             index = self._index
@@ -329,27 +350,6 @@ class StreamTranslator:
         self._calls = []
 
 
-_MERGEABLE = {"text_delta": "text", "thinking_delta": "thinking", "input_json_delta": "partial_json"}
-
-
-def merge_deltas(events: list[Event]) -> list[Event]:
-    """Join consecutive deltas of the same block and kind (one upstream read often holds
-    dozens of one-token chunks): fewer, larger events for the client to parse."""
-    out: list[Event] = []
-    for name, data in events:
-        if name == "content_block_delta" and out and out[-1][0] == "content_block_delta":
-            prev = out[-1][1]
-            kind = data["delta"]["type"]
-            field_name = _MERGEABLE.get(kind)
-            if field_name and prev["index"] == data["index"] and prev["delta"]["type"] == kind:
-                merged = {**prev["delta"], field_name: prev["delta"][field_name]
-                          + data["delta"][field_name]}
-                out[-1] = (name, {**prev, "delta": merged})
-                continue
-        out.append((name, data))
-    return out
-
-
 def _reasoning_text(delta: dict[str, Any]) -> str:
     for key in REASONING_FIELDS:
         value = delta.get(key)
@@ -360,55 +360,3 @@ def _reasoning_text(delta: dict[str, Any]) -> str:
         return "".join(d.get("text", "") for d in details
                        if isinstance(d, dict) and isinstance(d.get("text"), str))
     return ""
-
-
-def response_chunk(body: object) -> dict[str, Any] | None:
-    """A non-streaming OpenAI response as one chunk for `StreamTranslator.feed`."""
-    if not isinstance(body, dict):
-        return None
-    choices = body.get("choices")
-    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
-        return None
-    message = choices[0].get("message")
-    if not isinstance(message, dict):
-        return None
-    delta = dict(message)
-    calls = message.get("tool_calls")
-    if isinstance(calls, list):
-        delta["tool_calls"] = [dict(c, index=i) if isinstance(c, dict) else c
-                               for i, c in enumerate(calls)]
-    return {"choices": [{"index": 0, "delta": delta,
-                         "finish_reason": choices[0].get("finish_reason")}],
-            "usage": body.get("usage")}
-
-
-def accumulate(events: list[Event]) -> dict[str, Any]:
-    """The Anthropic `Message` a stream of events describes (for non-streaming answers)."""
-    message: dict[str, Any] = {}
-    partial: dict[int, str] = {}
-    for name, data in events:
-        if name == "message_start":
-            message = dict(data["message"])
-            message["content"] = []
-        elif name == "content_block_start":
-            message["content"].append(dict(data["content_block"]))
-        elif name == "content_block_delta":
-            block, delta = message["content"][data["index"]], data["delta"]
-            kind = delta["type"]
-            if kind == "text_delta":
-                block["text"] += delta["text"]
-            elif kind == "thinking_delta":
-                block["thinking"] += delta["thinking"]
-            elif kind == "signature_delta":
-                block["signature"] = delta["signature"]
-            elif kind == "input_json_delta":
-                partial[data["index"]] = partial.get(data["index"], "") + delta["partial_json"]
-        elif name == "content_block_stop" and data["index"] in partial:
-            message["content"][data["index"]]["input"] = orjson.loads(partial.pop(data["index"]))
-        elif name == "message_delta":
-            message.update(data["delta"])
-            message["usage"] = {**message.get("usage", {}), **data["usage"]}
-        elif name == "error":
-            error = data["error"]
-            raise AnthropicError(500, error["type"], error["message"])
-    return message

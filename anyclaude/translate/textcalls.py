@@ -39,6 +39,7 @@ _CallFormat = Literal["", "hermes", "qwen3_coder"]
 _JSON_SPECIAL = re.compile(r'["\\]')
 _XML_TAG = re.compile(f"{PARAM_OPEN}|{PARAM_CLOSE}|{FUNC_CLOSE}")
 _NEXT_PARAM = re.compile(rf"\s*(?:{PARAM_OPEN}|\Z)")
+_CUT_NAME = re.compile(r'<function=([^>\n]+)>|"name"\s*:\s*"([^"\n]+)"')
 _WAIT = "wait"  # verdict: the close marker sits inside the payload, look for a later one
 _TEXT = "text"  # verdict: not an acceptable call, keep the original characters
 
@@ -47,9 +48,9 @@ _TEXT = "text"  # verdict: not an acceptable call, keep the original characters
 class Segment:
     """One piece of model output, in order."""
 
-    kind: Literal["text", "thinking", "tool_call"]
+    kind: Literal["text", "thinking", "tool_call", "cut_call"]
     text: str = ""  # text / thinking
-    name: str = ""  # tool_call
+    name: str = ""  # tool_call; cut_call: the name if it arrived before the cut
     # Raw JSON text (hermes) or parameter name -> raw string value (qwen3_coder XML);
     # both go through ``repair_arguments`` before use.
     arguments: str | dict[str, object] = ""
@@ -95,13 +96,29 @@ class TextCallParser:
         self._run(final=False)
         return self._take()
 
-    def finish(self) -> list[Segment]:
-        """End of stream: decide and flush everything held back."""
+    def finish(self, *, cut: bool = False) -> list[Segment]:
+        """End of stream: decide and flush everything held back.
+
+        ``cut``: the answer was stopped by max_tokens, so a call still waiting for its close
+        marker was cut short. It becomes one ``cut_call`` segment, never a call (a
+        truncated command must not run) nor its raw markup as text."""
+        if cut and self._cut_call():
+            return self._take()
         self._run(final=True)
         if self._buf:  # unreachable by construction; never lose characters
             self._emit("thinking" if self._state == "think" else "text", self._buf)
             self._buf = ""
         return self._take()
+
+    def _cut_call(self) -> bool:
+        self._run(final=False)  # decides every call that did close
+        if self._state != "call":
+            return False
+        named = _CUT_NAME.search(self._buf)
+        name = next((g for g in named.groups() if g), "") if named else ""
+        self._out.append(Segment("cut_call", name=name.strip()))
+        self._buf, self._state, self._call_fmt = "", "text", ""
+        return True
 
     # -- state machine ------------------------------------------------------------------
 

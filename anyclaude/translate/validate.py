@@ -9,9 +9,10 @@ passes here and `tolerate.py` drops or maps it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, cast
 
 from anyclaude.translate.errors import AnthropicError, invalid_request
+from anyclaude.translate.protocol import MessagesRequest
 
 MAX_TOKENS_LIMIT = 1_000_000
 
@@ -32,8 +33,8 @@ def _expect(value: object, kind: type | tuple[type, ...], path: str, what: str) 
         raise _fail(path, f"expected {what}, got {_type_name(value)}")
 
 
-def validate_messages_request(body: object, *, count_only: bool = False) -> dict[str, Any]:
-    """Return the body as a dict when it is a valid Messages (or count_tokens) request."""
+def validate_messages_request(body: object, *, count_only: bool = False) -> MessagesRequest:
+    """Return the body, typed, when it is a valid Messages (or count_tokens) request."""
     if not isinstance(body, dict):
         raise invalid_request(f"The request body must be a JSON object, got {_type_name(body)}.")
     model = body.get("model")
@@ -52,7 +53,7 @@ def validate_messages_request(body: object, *, count_only: bool = False) -> dict
     _check_system(body.get("system"))
     _check_tools(body.get("tools"), body.get("tool_choice"))
     _check_messages(body.get("messages"))
-    return body
+    return cast(MessagesRequest, body)
 
 
 def _check_sampling(body: Mapping[str, Any]) -> None:

@@ -1,4 +1,4 @@
-"""A strict checker of Anthropic streaming event sequences (protocol-notes §C.2/C.4).
+"""A strict checker of Anthropic streaming event sequences.
 
 Stricter than the SDK on purpose: it also checks that `event:` names equal `data.type`,
 that thinking blocks end with a signature and tool inputs join into one JSON object.

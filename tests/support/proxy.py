@@ -43,10 +43,12 @@ def tls() -> ssl.SSLContext:
     return ssl.create_default_context()
 
 
-def make_config(mode: str, url: str, model: str | None = None, **options: Any) -> ProxyConfig:
+def make_config(mode: str, url: str, model: str | None = None, *, api_key: str | None = None,
+                **options: Any) -> ProxyConfig:
     backend = backends.get(mode)
     assert backend is not None
-    return ProxyConfig(backend=backend, endpoint=Endpoint(url, model), token=TOKEN, **options)
+    return ProxyConfig(backend=backend, endpoint=Endpoint(url, model, api_key), token=TOKEN,
+                       **options)
 
 
 # --------------------------------------------------------------------------- in-process

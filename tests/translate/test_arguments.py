@@ -7,10 +7,15 @@ import json
 from collections.abc import Mapping
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from anyclaude.translate.arguments import dumps_arguments, repair_arguments
+from anyclaude.translate.arguments import (
+    REPAIR_LIMIT,
+    dumps_arguments,
+    loads_lenient,
+    repair_arguments,
+)
 
 REPAIR_CASES: list[tuple[str, str | dict[str, object] | None, dict[str, object] | None]] = [
     ("none_is_empty_object", None, {}),
@@ -133,18 +138,22 @@ def test_input_dict_and_schema_are_not_mutated() -> None:
 
 
 @pytest.mark.parametrize(
-    "schema",
+    ("schema", "expected"),
     [
-        {"properties": None},
-        {"properties": {"a": None}},
-        {"properties": {"a": {"type": 5}}},
-        {"properties": {"a": {"anyOf": "x"}}},
-        {"properties": {"a": {"items": [1, "x"]}}},
-        {"type": "object", "properties": {"a": {"type": "array", "items": True}}},
+        ({"properties": None}, "[1]"),
+        ({"properties": {"a": None}}, "[1]"),
+        ({"properties": {"a": {"type": 5}}}, "[1]"),
+        ({"properties": {"a": {"anyOf": "x"}}}, "[1]"),
+        ({"properties": {"a": {"items": [1, "x"]}}}, "[1]"),
+        ({"properties": {"a": {"type": ["array", 7], "prefixItems": "x"}}}, [1]),
+        ({"properties": {"a": {"anyOf": [None, {"type": "array"}]}}}, [1]),
+        ({"additionalProperties": {"type": "array", "items": 3}}, [1]),
+        ({"type": "object", "properties": {"a": {"type": "array", "items": True}}}, [1]),
     ],
 )
-def test_malformed_schemas_never_raise(schema: dict[str, object]) -> None:
-    assert repair_arguments('{"a": "[1]"}', schema) is not None
+def test_malformed_schemas_never_raise(schema: dict[str, object], expected: object) -> None:
+    """What a schema cannot say is ignored; what it can say still coerces."""
+    assert repair_arguments('{"a": "[1]"}', schema) == {"a": expected}
 
 
 def json_values(depth: int = 3) -> st.SearchStrategy[object]:
@@ -180,11 +189,27 @@ schema_like = st.recursive(
 )
 
 
+def json_like_text() -> st.SearchStrategy[str]:
+    """Text a model might send: JSON, cut JSON, JSON-ish punctuation soup, fenced JSON."""
+    whole = json_values().map(json.dumps)
+    return st.one_of(
+        st.text(),
+        whole,
+        st.tuples(whole, st.integers(0, 30)).map(lambda t: t[0][: t[1]]),
+        st.text(alphabet="{}[]\":,'` \n0123456789.-etrufalsn", max_size=30),
+        whole.map(lambda t: f"```json\n{t}\n```"),
+    )
+
+
 @settings(max_examples=300, deadline=None)
 @given(
-    raw=st.none() | st.text() | st.dictionaries(st.sampled_from(["a", "b", "c"]), json_values()),
+    raw=st.none() | json_like_text()
+    | st.dictionaries(st.sampled_from(["a", "b", "c"]), json_values()),
     schema=schema_like,
 )
+@example(raw="[" * 50_000, schema={})
+@example(raw='{"a":' * 20_000, schema={})
+@example(raw='"' + "[" * 50_000 + '"', schema={})
 def test_repair_never_raises_and_returns_a_json_object_or_none(
     raw: str | dict[str, object] | None, schema: Mapping[str, object]
 ) -> None:
@@ -212,3 +237,17 @@ def test_repaired_arguments_dump_to_valid_json_for_upstream() -> None:
     repaired = repair_arguments("{'command': 'ls', 'timeout': '5',", SCHEMA)
     assert repaired is not None
     assert json.loads(dumps_arguments(repaired)) == {"command": "ls", "timeout": "5"}
+
+
+def test_broken_json_beyond_the_repair_limit_is_unrepairable_not_slow() -> None:
+    """json_repair runs on the event loop at ~5 µs a character: above REPAIR_LIMIT broken
+    arguments are refused (the caller writes a note), valid ones of any size still parse."""
+    def broken(size: int) -> str:
+        return "{'content': '" + "x" * (size - 15) + "'}"
+
+    assert len(broken(REPAIR_LIMIT)) == REPAIR_LIMIT
+    assert repair_arguments(broken(REPAIR_LIMIT), None) == {"content": "x" * (REPAIR_LIMIT - 15)}
+    assert loads_lenient(broken(REPAIR_LIMIT + 1)) is None
+    assert repair_arguments(broken(4 * 1024 * 1024), None) is None
+    big = json.dumps({"content": "y" * (4 * 1024 * 1024)})
+    assert repair_arguments(big, None) == {"content": "y" * (4 * 1024 * 1024)}

@@ -10,7 +10,8 @@ import pytest
 from anyclaude.backends import get
 from anyclaude.backends.base import Dialect
 from anyclaude.translate.errors import AnthropicError
-from anyclaude.translate.request import Limits, to_openai
+from anyclaude.translate.plan import Limits, apply_limits
+from anyclaude.translate.request import Plan, to_openai
 
 MLX = get("mlx-lm").dialect  # type: ignore[union-attr]
 LMSTUDIO = get("lmstudio").dialect  # type: ignore[union-attr]
@@ -309,19 +310,23 @@ def test_max_tokens_goes_to_the_parameter_the_backend_takes() -> None:
     assert out["max_completion_tokens"] == 1000 and "max_tokens" not in out
 
 
+def limited(limits: Limits, prompt_tokens: int = 0) -> Plan:
+    plan = to_openai(req([{"role": "user", "content": "x"}]), MLX, model=None)
+    plan.prompt_tokens = prompt_tokens
+    apply_limits(plan, limits)
+    return plan
+
+
 def test_max_tokens_is_clamped_to_the_context_window_and_output_cap() -> None:
-    plan = to_openai(req([{"role": "user", "content": "x"}]), MLX, model=None,
-                     limits=Limits(context_window=1200, prompt_tokens=500))
-    assert plan.max_tokens == 700
-    plan = to_openai(req([{"role": "user", "content": "x"}]), MLX, model=None,
-                     limits=Limits(max_output_tokens=300))
-    assert plan.max_tokens == 300
+    plan = limited(Limits(context_window=1200), prompt_tokens=500)
+    assert plan.max_tokens == 700 and plan.body["max_tokens"] == 700
+    assert plan.requested_max_tokens == 1000
+    assert limited(Limits(max_output_tokens=300)).max_tokens == 300
 
 
 def test_prompt_larger_than_the_window_is_refused_with_claude_codes_phrase() -> None:
     with pytest.raises(AnthropicError) as caught:
-        to_openai(req([{"role": "user", "content": "x"}]), MLX, model=None,
-                  limits=Limits(context_window=1000, prompt_tokens=1500))
+        limited(Limits(context_window=1000), prompt_tokens=1500)
     assert caught.value.status == 400
     assert caught.value.message == "prompt is too long: 1500 tokens > 1000 maximum"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -26,18 +28,18 @@ MLX_STREAM = (b": keepalive 1/2\n\n: keepalive 2/2\n\n"
               b"data: [DONE]\n\n")
 
 
-def test_decoder_yields_comments_and_data_in_order() -> None:
+def test_decoder_yields_keepalives_data_and_done_in_order() -> None:
     decoder = SSEDecoder()
     assert decoder.feed(MLX_STREAM) + decoder.close() == [
-        ("comment", "keepalive 1/2"), ("comment", "keepalive 2/2"),
-        ("data", '{"choices": [{"delta": {"content": "Hi"}}]}'), ("data", "[DONE]")]
+        ("keepalive", "keepalive 1/2"), ("keepalive", "keepalive 2/2"),
+        ("data", '{"choices": [{"delta": {"content": "Hi"}}]}'), ("done", "")]
 
 
 def test_decoder_accepts_done_without_a_trailing_blank_line() -> None:
     decoder = SSEDecoder()
     out = decoder.feed(b'data: {"a": 1}\n\ndata: [DONE]')
     assert out == [("data", '{"a": 1}')]
-    assert decoder.close() == [("data", "[DONE]")]
+    assert decoder.close() == [("done", "")]
 
 
 def test_decoder_handles_crlf_and_ignores_event_and_stray_lines() -> None:
@@ -61,3 +63,28 @@ def test_decoding_does_not_depend_on_how_bytes_are_split(cuts: list[int]) -> Non
         at += size
     out += decoder.feed(MLX_STREAM[at:]) + decoder.close()
     assert out == expected
+
+
+LINE_BOUND = 10.0
+"""Seconds to decode a 16 MB line arriving in 1 KB reads: generous (linear decoding takes
+well under 0.1 s; re-joining the pending line on every read took minutes)."""
+
+
+def test_a_long_line_in_small_reads_is_decoded_in_linear_time() -> None:
+    size = 16 << 20
+    line = b'data: {"x": "' + b"a" * size + b'"}\n\n'
+    decoder = SSEDecoder()
+    started = time.monotonic()
+    items = [item for at in range(0, len(line), 1024) for item in decoder.feed(line[at:at + 1024])]
+    assert time.monotonic() - started < LINE_BOUND
+    assert len(items) == 1 and len(items[0][1]) == size + 9
+
+
+@given(st.lists(st.binary(max_size=8), max_size=40))
+def test_any_split_of_a_body_decodes_as_the_whole(pieces: list[bytes]) -> None:
+    body = b"".join(pieces)
+    whole = SSEDecoder()
+    expected = whole.feed(body) + whole.close()
+    split = SSEDecoder()
+    got = [item for piece in pieces for item in split.feed(piece)] + split.close()
+    assert got == expected
