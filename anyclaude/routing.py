@@ -217,9 +217,12 @@ def build(backend: Backend, endpoint: Endpoint, *, small_model: str | None = Non
     shorts = [short_name(main_model) if main_model else main_name,
               *(short_name(m) for m in chosen)]
     ids = picker_ids(shorts)
-    main = Route("main", ids[0], main_model, endpoint.url, shorts[0],
+    # The main model keeps the name it is served under: the picker has it already (its own
+    # Opus and Sonnet entries), and it is listed only when there is nothing to choose.
+    served = main_model or main_name
+    main = Route("main", served, main_model, endpoint.url, shorts[0],
                  f"{main_model or 'the loaded model'} ({backend.name}, main model)",
-                 frozenset({ids[0], main_name, *([main_model] if main_model else [])}))
+                 frozenset({served, ids[0], main_name}))
     loads = "loads on first use" if backend.model_switching == "reload" else "by name"
     choices = tuple(
         Route("choice", route_id, located(model), endpoint.url, short,

@@ -87,7 +87,7 @@ def test_a_server_with_one_model_refuses_choices_and_has_no_small_model_without_
 
 def test_without_settings_only_the_main_model_is_routed() -> None:
     routes = build(backend("mlx-lm"), Endpoint(MAIN, None))
-    assert [r.id for r in routes.listing()] == ["anthropic/anyclaude-mlx-lm"]
+    assert [r.id for r in routes.listing()] == ["anyclaude-mlx-lm"], "as it is served"
     assert routes.pick("claude-sonnet-4-5", side=True) is routes.main
 
 
@@ -97,7 +97,8 @@ def test_picks() -> None:
     choice = routes.choices[0]
     for name in ("anthropic/other", "org/other", "other"):
         assert routes.pick(name, side=False) is choice
-    for name in ("org/main", "anthropic/main", "claude-opus-4-1", "anyclaude-background"):
+    for name in ("org/main", "anthropic/main", "main-model-of-claude", "claude-opus-4-1",
+                 "anyclaude-background"):
         assert routes.pick(name, side=False) is routes.main
     assert routes.pick("org/other", side=True) is routes.small, "side work: the small model"
     assert routes.pick("org/small", side=False) is routes.small, "named by --model"
