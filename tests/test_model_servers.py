@@ -33,6 +33,10 @@ def test_only_servers_with_one_model_each_give_the_small_model_a_server(tmp_path
     assert small_url(load(tmp_path, ANYCLAUDE_MODE="mlx-lm", ANYCLAUDE_SMALL_MODEL="org/s",
                           MLX_LM_URL="http://127.0.0.1:9000/v1",
                           ANYCLAUDE_SMALL_PORT="9100")) == "http://127.0.0.1:9100/v1"
+    assert small_url(load(tmp_path, ANYCLAUDE_MODE="mlx-textgen", ANYCLAUDE_SMALL_MODEL="org/s",
+                          MLX_TEXTGEN_URL="http://127.0.0.1:9000/v1",
+                          ANYCLAUDE_SMALL_PORT="9100")) == "http://127.0.0.1:9100/v1", \
+        "one model per mlx-textgen server: a second one"
 
 
 def test_without_a_port_it_takes_the_first_free_one_after_the_main_servers(
