@@ -18,13 +18,13 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
 from rich.console import Console
 
-from anyclaude import discovery, processes, resume, summary, timeouts, warmup
+from anyclaude import discovery, model_servers, processes, resume, summary, timeouts, warmup
 from anyclaude.claude_code import INSTALL_COMMAND
 from anyclaude.compaction import compaction_env, model_name
 from anyclaude.errors import UserError
@@ -36,6 +36,7 @@ from anyclaude.proxy.server import ProxyServer
 from anyclaude.proxy.tokens import TokenCounter
 from anyclaude.proxy.trace import Tracer
 from anyclaude.redact import RedactingFormatter, Redactor, private_dir, private_file
+from anyclaude.routing import Routes, picker_labels
 from anyclaude.settings import Settings
 from anyclaude.supervisor import Supervisor, note
 
@@ -43,6 +44,9 @@ INSTALL_HINT = f"install it with `{INSTALL_COMMAND}`"
 MAX_OUTPUT_CAP = 32000
 MODEL_VARS = ("ANTHROPIC_MODEL", "ANTHROPIC_DEFAULT_OPUS_MODEL", "ANTHROPIC_DEFAULT_SONNET_MODEL")
 HAIKU_VAR = "ANTHROPIC_DEFAULT_HAIKU_MODEL"
+DISCOVERY_VAR = "CLAUDE_CODE_ENABLE_GATEWAY_MODEL_DISCOVERY"
+"""Makes Claude Code (2.1.129+) list the proxy's `/v1/models` in its /model picker. 2.1.197
+skips it while CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC is set; 2.1.332 does not."""
 TOKEN_VAR = "ANTHROPIC_AUTH_TOKEN"
 """How Claude Code gets the run's token (sent as `Authorization: Bearer`). Not
 ANTHROPIC_API_KEY: interactive Claude Code asks "Do you want to use this API key?" for every
@@ -94,10 +98,15 @@ def claude_env(settings: Settings, proxy_url: str, window: int | None,
         env[TOKEN_VAR] = token
         env.pop("ANTHROPIC_API_KEY", None)  # the user's own key has no business here
         model = model_name(settings.endpoint.model, settings.mode)
-        for var in MODEL_VARS:
-            env[var] = env.get(var) or model
-        # The proxy recognises background work by this name and routes it to `small_model`.
-        env[HAIKU_VAR] = env.get(HAIKU_VAR) or BACKGROUND_MODEL
+        ours = {var: (model if var in MODEL_VARS else BACKGROUND_MODEL)
+                for var in (*MODEL_VARS, HAIKU_VAR) if not env.get(var)}
+        env.update(ours)  # the proxy routes Haiku-tier work by BACKGROUND_MODEL
+        if settings.models or settings.small_model:  # the /model picker's own entries
+            labels = picker_labels(settings.mode, settings.endpoint.model, settings.small_model)
+            env.update({f"{var}_{part}": text for var in ours
+                        for part, text in labels[var == HAIKU_VAR].items()})
+        if settings.models:  # the /model picker asks the proxy for them
+            env.setdefault(DISCOVERY_VAR, "1")
     env.setdefault("CLAUDE_CODE_ATTRIBUTION_HEADER", "0")
     env.setdefault("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1")
     env.setdefault("API_TIMEOUT_MS", timeouts.CLAUDE_API_MS)
@@ -109,8 +118,9 @@ def claude_env(settings: Settings, proxy_url: str, window: int | None,
     return env
 
 
-def proxy_config(settings: Settings, window: int | None,
-                 tracer: Tracer | None = None) -> ProxyConfig:
+def proxy_config(settings: Settings, window: int | None, tracer: Tracer | None = None,
+                 routes: Routes | None = None,
+                 notify: Callable[[str], None] | None = None) -> ProxyConfig:
     """What the proxy serves this run; the model folder's tokenizer, when there is one,
     makes count_tokens exact."""
     endpoint = settings.endpoint
@@ -119,7 +129,8 @@ def proxy_config(settings: Settings, window: int | None,
     return ProxyConfig(backend=settings.backend, endpoint=endpoint, token=settings.proxy_token,
                        context_window=window, max_output_tokens=settings.max_output_tokens,
                        tool_calls=settings.tool_calls, small_model=settings.small_model,
-                       tokens=TokenCounter(tokenizer), tracer=tracer)
+                       routes=routes, notify=notify, tokens=TokenCounter(tokenizer),
+                       tracer=tracer)
 
 
 def connection_lines(settings: Settings, url: str) -> list[str]:
@@ -275,21 +286,27 @@ async def run(settings: Settings, claude_args: Sequence[str],
                             log_dir=settings.state_dir / "logs",
                             startup_timeout=settings.startup_timeout, console=console,
                             keep_alive=settings.keep_alive, state_dir=settings.state_dir)
+    small_at = model_servers.small_url(settings)
+    small = model_servers.small_supervisor(settings, small_at, console) if small_at else None
     task = asyncio.current_task()
     assert task is not None
     proxy: ProxyServer | None = None
-    watcher: asyncio.Task[None] | None = None
+    watchers: list[asyncio.Task[None]] = []
     warm: warmup.WarmUp | None = None
     with debug_output(settings, console) as tracer, _Signals(task) as signals:
         try:
-            await supervisor.ensure()
+            small_up = await model_servers.start_servers(supervisor, small, console)
             window = await discovery.context_window(settings.backend, settings.endpoint,
                                                     settings.context_window)
-            proxy = ProxyServer(proxy_config(settings, window, tracer), settings.port)
+            routes = await model_servers.routes(settings, small_at if small_up else None)
+            model_servers.announce(routes, settings, lambda line: note(console, line),
+                                   small_failed=small is not None and not small_up)
+            proxy = ProxyServer(proxy_config(settings, window, tracer, routes,
+                                             lambda line: note(console, line)), settings.port)
             url = await _start_proxy(proxy)
             warm = start_warmup(settings, proxy.config, console)
-            watcher = asyncio.create_task(supervisor.watch(
-                lambda message: note(console, message)))
+            watchers = [asyncio.create_task(server.watch(lambda line: note(console, line)))
+                        for server in (supervisor, small) if server is not None]
             if claude is None:
                 for line in connection_lines(settings, url):
                     print(line, flush=True)
@@ -313,17 +330,22 @@ async def run(settings: Settings, claude_args: Sequence[str],
             try:
                 if warm is not None:
                     await warm.close()
-                if watcher is not None:
+                for watcher in watchers:
                     watcher.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await watcher
                 if proxy is not None:
                     await proxy.stop()
             finally:
-                await supervisor.stop()
+                try:
+                    if small is not None:
+                        await small.stop()
+                finally:
+                    await supervisor.stop()
             if proxy is not None:
                 summary.render(proxy.config.stats, console)
             if warm is not None and warm.outcome is not None:
                 note(console, f"Cache warm-up: {warm.outcome.describe()}.")
-            if (kept := supervisor.kept_note()) is not None:
-                note(console, kept)
+            for server in (supervisor, small):
+                if server is not None and (kept := server.kept_note()) is not None:
+                    note(console, kept)

@@ -80,6 +80,13 @@ def _url(text: str) -> str:
     return text.strip().rstrip("/")
 
 
+def _names(text: str) -> tuple[str, ...]:
+    """A comma-separated list (a TOML list arrives joined the same way), blanks and repeats
+    dropped, order kept."""
+    names = (name.strip() for name in text.split(","))
+    return tuple(dict.fromkeys(name for name in names if name))
+
+
 def _choice(*choices: str) -> Parser:
     def parse(text: str) -> str:
         if text not in choices:
@@ -140,8 +147,16 @@ def _global_settings() -> list[Setting]:
         Setting("tool_calls", "ANYCLAUDE_TOOL_CALLS", _choice("native", "text"), None,
                 "Override the backend's tool-call handling: native or text (parsed)."),
         Setting("small_model", "ANYCLAUDE_SMALL_MODEL", str, None,
-                "Model for background requests (titles, probes) so they keep the main "
-                "model's prompt cache; default: answered by the main model, queued."),
+                "Model for side work (titles, summaries, Haiku-tier requests, subagents): "
+                "its own server next to the main one (mlx-lm and the other servers anyclaude "
+                "starts), or a model name on the same server (LM Studio, openai); default: "
+                "the main model answers it, queued behind the conversation."),
+        Setting("small_port", "ANYCLAUDE_SMALL_PORT", _port, 0,
+                "Port of the small model's own server (0: the first free port after the "
+                "main server's)."),
+        Setting("models", "ANYCLAUDE_MODELS", _names, (),
+                "More models to choose from in Claude Code's /model picker or with --model "
+                "(a TOML list, or comma-separated in the environment)."),
         Setting("keep_alive", "ANYCLAUDE_KEEP_ALIVE", parse_duration, 300.0,
                 "How long a server anyclaude started stays up after the last session using "
                 "it ends (30s, 10m, 1h; 0: stop it on exit)."),
@@ -240,6 +255,8 @@ class Settings:
     max_output_tokens: int | None
     tool_calls: ToolCalls | None
     small_model: str | None
+    small_port: int
+    models: tuple[str, ...]
     keep_alive: float
     warm_up: bool
     state_dir: Path
@@ -358,7 +375,10 @@ def _resolve(flags: Mapping[str, Any] | None, environ: Mapping[str, str] | None,
 
 def parse_value(row: Setting, raw: Any, source: str) -> Any:
     """One raw value (text, or TOML-typed) as the setting's type; SettingsError when invalid."""
-    text = str(raw).lower() if isinstance(raw, bool) else str(raw)
+    if isinstance(raw, list):
+        text = ",".join(str(item) for item in raw)
+    else:
+        text = str(raw).lower() if isinstance(raw, bool) else str(raw)
     try:
         return row.parse(text)
     except ValueError as exc:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 from rich.console import Console
 from rich.table import Table
 
@@ -10,6 +12,18 @@ from anyclaude.proxy.stats import Stats
 
 def _seconds(value: float | None) -> str:
     return "-" if value is None else (f"{value * 1000:.0f} ms" if value < 1 else f"{value:.1f} s")
+
+
+ROLES = {"small": " (small model)", "choice": "", "main": ""}
+
+
+def models(stats: Stats) -> str:
+    """Which models answered and how often, the main one first: `qwen3 12, qwen3-0.6b
+    (small model) 5`."""
+    counts = Counter((r.served, r.role) for r in stats.records if r.served)
+    order = sorted(counts, key=lambda key: key[1] != "main")
+    return ", ".join(f"{served}{ROLES.get(role, '')} {counts[served, role]}"
+                     for served, role in order)
 
 
 def render(stats: Stats, console: Console) -> None:
@@ -29,6 +43,8 @@ def render(stats: Stats, console: Console) -> None:
     if background:
         requests += f", {background} background"
     table.add_row("Requests", requests)
+    if any(r.role != "main" for r in stats.records):
+        table.add_row("Models", models(stats))
     share = summary["cached_share"]
     cached = "" if share is None else f", {share:.0%} from the backend's prompt cache"
     table.add_row("Prompt tokens", f"{summary['prompt_tokens']:,}{cached}")

@@ -87,7 +87,8 @@ class Supervisor:
     def __init__(self, backend: Backend, endpoint: Endpoint, options: Mapping[str, str | None],
                  *, log_dir: Path, startup_timeout: float, console: Console,
                  grace: float = timeouts.STOP_GRACE_S, keep_alive: float = 0.0,
-                 state_dir: Path | None = None) -> None:
+                 state_dir: Path | None = None, role: str | None = None,
+                 model_setting: str | None = None, progress: bool = True) -> None:
         self.backend = backend
         self.endpoint = endpoint
         self.options = options
@@ -103,6 +104,12 @@ class Supervisor:
         self.lease: keep.Lease | None = None
         """Set when the server is a kept one (started by this run or an earlier one)."""
         self.ready = False
+        self.role = role
+        """What the server is for, in its name (`the mlx-lm server for the small model`)."""
+        self.model_setting = model_setting or backend.model_setting
+        """The setting that names this server's model, in messages."""
+        self.progress = progress
+        """Show a live progress line while it starts (one at a time: rich allows one)."""
         self._stop_commands: list[list[str]] = []
         self._known: dict[int, psutil.Process] = {}
         self._stopping = False
@@ -110,7 +117,7 @@ class Supervisor:
 
     @property
     def name(self) -> str:
-        return f"the {self.backend.name} server"
+        return f"the {self.backend.name} server" + (f" for the {self.role}" if self.role else "")
 
     @property
     def health_url(self) -> str:
@@ -126,7 +133,7 @@ class Supervisor:
         if not self.backend.local:
             return
         if self.backend.model_required and not self.endpoint.model:
-            self.say(f"Warning: {self.backend.model_setting} is not set and {self.name} loads "
+            self.say(f"Warning: {self.model_setting} is not set and {self.name} loads "
                      "the model each request names, so every request will fail; set it to a "
                      "model folder or Hugging Face id.")
         async with probes.session(self.endpoint) as session:
@@ -218,7 +225,7 @@ class Supervisor:
         if plan.argv and self.backend.model_files:
             missing = missing_model_folder(self.endpoint.model)
             if missing is not None:
-                raise BackendError(f"{self.backend.model_setting} names the folder {missing}, "
+                raise BackendError(f"{self.model_setting} names the folder {missing}, "
                                    "which does not exist; point it at a model folder or a "
                                    "Hugging Face model id.")
         return plan
@@ -319,7 +326,7 @@ class Supervisor:
 
     @contextlib.contextmanager
     def _progress(self) -> Iterator[Callable[[str], None]]:
-        if not self.console.is_terminal:  # a log file gets the start and ready lines only
+        if not self.console.is_terminal or not self.progress:  # start and ready lines only
             yield lambda phase: None
             return
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
@@ -339,7 +346,7 @@ class Supervisor:
             errors = errors + 1 if status == 500 else 0
             if 400 <= status < 500 or errors >= FAILED_GENERATIONS:
                 where = f"its last log lines are below (full log: {self.log_path})" \
-                    if self.log_path else f"check {self.backend.model_setting}"
+                    if self.log_path else f"check {self.model_setting}"
                 raise BackendError(f"{self.name.capitalize()} failed a 1-token test request "
                                    f"({last}); {where}.", self._tail())
             await asyncio.sleep(POLL_S)

@@ -19,6 +19,9 @@ name Claude Code sent (only for servers that route by name)."""
 ToolCalls = Literal["native", "text"]
 """Native OpenAI `tool_calls`, or calls parsed out of the text by `translate.textcalls`."""
 
+ModelSwitching = Literal["reload", "by-name", "fixed"]
+"""How one server serves several models: see `Backend.model_switching`."""
+
 SchemaProfile = Literal["minimal", "grammar", "strict", "outlines"]
 Protocol = Literal["openai", "anthropic"]
 
@@ -177,6 +180,12 @@ class Backend:
     model_required: bool = False
     """Every request must name a model (the server loads it per request): warn at start
     when the model setting is empty."""
+    model_switching: ModelSwitching = "by-name"
+    """How the server serves a model other than its main one (`small_model`, `models`):
+    `reload` unloads the loaded model to load the one a request names (mlx-lm), `by-name`
+    serves each under its name side by side (LM Studio loads on demand; an `openai` server
+    passes the name on), `fixed` only ever the model it started with. Where it is not
+    `by-name` and anyclaude can start the server, the small model gets a server of its own."""
 
     @property
     def passthrough(self) -> bool:

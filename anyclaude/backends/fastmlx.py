@@ -54,4 +54,5 @@ BACKEND = Backend(
                             "Install it: `pip install fastmlx` (on Linux with mlx-lm 0.19), or "
                             "set FASTMLX_EXECUTABLE to its path."),
     needs_mlx=True,
+    model_switching="reload",
 )

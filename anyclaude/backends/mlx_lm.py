@@ -74,4 +74,5 @@ BACKEND = Backend(
             '"mlx-lm[cpu]"' if sys.platform.startswith("linux") else "mlx-lm") +
         "`, or set MLX_LM_PYTHON to a Python that has it."),
     needs_mlx=True,
+    model_switching="reload",
 )

@@ -49,4 +49,5 @@ BACKEND = Backend(
                             "Install it: `pip install mlx-omni-server`, or set "
                             "MLX_OMNI_SERVER_EXECUTABLE to its path."),
     needs_mlx=True,
+    model_switching="reload",
 )

@@ -57,4 +57,5 @@ BACKEND = Backend(
                             "Install it: `pip install mlx-openai-server`, or set "
                             "MLX_OPENAI_SERVER_EXECUTABLE to its path."),
     needs_mlx=True,
+    model_switching="fixed",
 )

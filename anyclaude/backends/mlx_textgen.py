@@ -58,4 +58,5 @@ BACKEND = Backend(
                             "Install it: `pip install mlx-textgen`, or set "
                             "MLX_TEXTGEN_EXECUTABLE to its path."),
     needs_mlx=True,
+    model_switching="fixed",
 )

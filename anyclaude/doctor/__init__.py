@@ -26,6 +26,7 @@ from anyclaude.doctor.config import (
     settings_check,
     upstream_check,
 )
+from anyclaude.doctor.models import models_check
 from anyclaude.doctor.render import render, to_json
 from anyclaude.doctor.result import Context, Result, fail, warn
 from anyclaude.doctor.server import server_check
@@ -60,6 +61,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("claude-compat", compat_check),
     ("backend-package", package_check),
     ("model", model_check),
+    ("models", models_check),
     ("backend-server", server_check),
     ("tool-calls", tool_check),
     ("context-window", context_check),

@@ -71,7 +71,8 @@ def settings_table(settings: Settings) -> Table:
             continue
         source = settings.sources.get(row.key, "default").removeprefix("the ")
         value = None if row.derive and source == "default" else settings.value(row.key)
-        shown = "(not set)" if value is None else scrub(str(value))
+        shown = "(not set)" if value is None or value == () else \
+            ", ".join(value) if isinstance(value, tuple) else scrub(str(value))
         if value is not None and row.key.endswith(SECRET_SUFFIXES):
             shown = "(set)"
         table.add_row(row.key, row.env, Text(shown, style="dim" if source == "default" else ""),

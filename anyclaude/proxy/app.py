@@ -7,6 +7,7 @@ forwarded anywhere but the configured backend; unknown paths get a 404 here.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import logging
 import re
@@ -18,11 +19,12 @@ from aiohttp import web
 
 from anyclaude.proxy import messages, passthrough
 from anyclaude.proxy.config import ProxyConfig
-from anyclaude.proxy.keys import CONFIG, REQUEST_ID
+from anyclaude.proxy.keys import CONFIG, REQUEST_ID, ROUTE
+from anyclaude.routing import AGENT_HEADER, Route
 from anyclaude.translate import ids
 from anyclaude.translate.errors import AnthropicError, invalid_request, of_status
 from anyclaude.translate.models import model_info, model_page
-from anyclaude.translate.plan import token_count
+from anyclaude.translate.plan import classify, token_count
 from anyclaude.translate.protocol import ModelInfo
 from anyclaude.translate.validate import validate_messages_request
 
@@ -117,13 +119,22 @@ async def create_message(request: web.Request) -> web.StreamResponse:
     if config.tracer is not None:
         config.tracer.client_request(request[REQUEST_ID], request.method, request.path_qs,
                                      request.headers, raw)
-    plan = await messages.plan_request(config, validate_messages_request(raw))
+    body = validate_messages_request(raw)
+    # Side work: what `classify` finds in the body, and every request of a subagent.
+    reason = classify(body) or ("subagent" if AGENT_HEADER in request.headers else None)
+    route = request[ROUTE] = config.router.pick(body["model"], side=reason is not None)
+    plan = await messages.plan_request(config, body, route=route)
+    plan.background = plan.background or reason
     if plan.background == "probe":
         return await messages.probe(config, request, plan)
-    if config.warmup is not None and plan.background is None:
+    if config.warmup is not None and plan.background is None and route.role == "main":
         await config.warmup.before(plan.body)
         config.warmup.record(plan.body)
-    async with config.gate.hold(background=plan.background is not None):
+    # Only the main server's requests queue behind the conversation; the small model's own
+    # server answers side work at once.
+    gate = config.gate.hold(background=plan.background is not None) \
+        if route.url == config.endpoint.url else contextlib.nullcontext()
+    async with gate, config.router.use(route, config.tell):
         if plan.client_stream:
             return await messages.stream(config, request, plan)
         return await messages.complete(config, request, plan)
@@ -138,25 +149,28 @@ async def count_tokens(request: web.Request) -> web.Response:
     return web.json_response(token_count(plan), headers={"request-id": request[REQUEST_ID]})
 
 
-def _served_model(config: ProxyConfig) -> str:
-    return config.endpoint.model or f"anyclaude-{config.backend.name}"
-
-
-def _model_info(config: ProxyConfig) -> ModelInfo:
-    return model_info(_served_model(config), config.context_window, config.max_output_tokens)
+def _model_info(config: ProxyConfig, route: Route) -> ModelInfo:
+    return model_info(route.id, route.window or config.context_window,
+                      config.max_output_tokens, display=route.display,
+                      description=route.description)
 
 
 async def list_models(request: web.Request) -> web.Response:
-    page = model_page(_model_info(request.app[CONFIG]))
+    """The models to choose from, for Claude Code's /model picker (gateway model discovery;
+    ids as `anyclaude.routing` makes them)."""
+    config = request.app[CONFIG]
+    page = model_page([_model_info(config, route) for route in config.router.listing()])
     return web.json_response(page, headers={"request-id": request[REQUEST_ID]})
 
 
 async def get_model(request: web.Request) -> web.Response:
     config, asked = request.app[CONFIG], request.match_info["model_id"]
-    if asked != _served_model(config):
+    route = config.router.find(asked)
+    if route is None:
         raise of_status(404, f"Model {asked!r} not found; this proxy serves "
-                             f"{_served_model(config)!r}.")
-    return web.json_response(_model_info(config), headers={"request-id": request[REQUEST_ID]})
+                             f"{', '.join(repr(r.id) for r in config.router.listing())}.")
+    return web.json_response(_model_info(config, route),
+                             headers={"request-id": request[REQUEST_ID]})
 
 
 async def health(request: web.Request) -> web.Response:
@@ -165,7 +179,7 @@ async def health(request: web.Request) -> web.Response:
 
 
 async def _close_upstream(app: web.Application) -> None:
-    await app[CONFIG].upstream.close()
+    await app[CONFIG].close()
 
 
 def create_app(config: ProxyConfig) -> web.Application:

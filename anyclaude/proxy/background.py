@@ -1,12 +1,13 @@
 """Background requests must not cost the main conversation its prompt cache or its speed.
 
 Claude Code sends side requests next to the main loop: session titles, `max_tokens: 1`
-probes, and anything addressed to the Haiku alias (the launcher points
-`ANTHROPIC_DEFAULT_HAIKU_MODEL` at `BACKGROUND_MODEL`); `translate/plan.classify` tells
-them apart. On a local server they compete with the main request for the one GPU and, on
-single-slot servers (LM Studio, llama.cpp), overwrite its KV cache. So: probes are answered here without the backend;
-other background requests go to the configured small model where the server can switch
-models per request, and otherwise wait until no main request is running.
+probes, anything addressed to the Haiku alias (the launcher points
+`ANTHROPIC_DEFAULT_HAIKU_MODEL` at `BACKGROUND_MODEL`), and its subagents' requests;
+`translate/plan.classify` and the subagent header tell them apart. On a local server they
+compete with the main request for the one GPU and, on single-slot servers (LM Studio,
+llama.cpp), overwrite its KV cache. So: probes are answered here without the backend; other
+side work goes to the small model (`anyclaude.routing`: its own server, or a name on the main
+one), and what stays on the main server waits here until no main request is running.
 """
 
 from __future__ import annotations

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
+from anyclaude import routing
 from anyclaude.backends.base import Backend, Endpoint, ToolCalls
 from anyclaude.proxy.background import Gate
 from anyclaude.proxy.stats import Stats
@@ -16,6 +19,8 @@ from anyclaude.translate.errors import AnthropicError
 
 if TYPE_CHECKING:
     from anyclaude.warmup import WarmUp
+
+log = logging.getLogger("anyclaude.proxy")
 
 MAX_BODY = 32 * 1024 * 1024
 """Anthropic's own request limit; long Claude Code sessions with images come close."""
@@ -30,7 +35,12 @@ class ProxyConfig:
     max_output_tokens: int | None = None
     tool_calls: ToolCalls | None = None
     small_model: str | None = None
-    """Model for background requests, on servers that switch models per request."""
+    """Model for side work as a name on the main server (where `routes` is not given)."""
+    routes: routing.Routes | None = None
+    """Which server and model answer each request (default: the main model, plus
+    `small_model` where the server serves models by name)."""
+    notify: Callable[[str], None] | None = None
+    """Tells the user something while Claude Code runs (a model being loaded)."""
     tokens: TokenCounter = field(default_factory=TokenCounter)
     stats: Stats = field(default_factory=Stats)
     ping_interval: float = 5.0
@@ -49,6 +59,9 @@ class ProxyConfig:
     connector: ConnectorFactory | None = None
     """How to reach the backend; None: TCP (tests reach an in-process backend instead)."""
     upstream: Upstream = field(init=False)
+    """The main server's client."""
+    upstreams: dict[str, Upstream] = field(init=False)
+    """A client per server, by base URL (the small model's own server next to the main one)."""
     redactor: Redactor = field(init=False)
     """The run's secrets (token, backend key, URL password), kept out of client errors."""
 
@@ -57,12 +70,40 @@ class ProxyConfig:
         self.upstream = Upstream(self.backend, self.endpoint,
                                  auto_decompress=self.backend.protocol != "anthropic",
                                  connector=self.connector)
+        if self.routes is None:
+            self.routes = routing.build(self.backend, self.endpoint,
+                                        small_model=self.small_model)
+        self.upstreams = {self.endpoint.url: self.upstream}
+        for route in self.routes.all:
+            if route.url not in self.upstreams:
+                self.upstreams[route.url] = Upstream(
+                    self.backend, Endpoint(route.url, route.model, self.endpoint.api_key),
+                    connector=self.connector)
         if self.tracer is not None:
             self.stats.listeners.append(self.tracer.done)
 
     @property
     def backend_url(self) -> str:
         return self.endpoint.url
+
+    @property
+    def router(self) -> routing.Routes:
+        assert self.routes is not None
+        return self.routes
+
+    def upstream_for(self, route: routing.Route | None) -> Upstream:
+        """The client of the server that answers `route` (the main one by default)."""
+        return self.upstream if route is None else self.upstreams[route.url]
+
+    def tell(self, message: str) -> None:
+        """On the console (over Claude Code's screen, which soon redraws) and in the log."""
+        log.info("%s", message)
+        if self.notify is not None:
+            self.notify(message)
+
+    async def close(self) -> None:
+        for upstream in self.upstreams.values():
+            await upstream.close()
 
     def scrubbed(self, error: AnthropicError) -> AnthropicError:
         """`error` as the client may see it: errors name the backend URL, and backends

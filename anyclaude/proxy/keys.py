@@ -6,6 +6,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from anyclaude.proxy.config import ProxyConfig
+from anyclaude.routing import Route
 
 CONFIG: web.AppKey[ProxyConfig] = web.AppKey("config", ProxyConfig)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+ROUTE: web.RequestKey[Route] = web.RequestKey("route", Route)

@@ -21,13 +21,14 @@ import orjson
 from aiohttp import web
 
 from anyclaude.proxy.config import ProxyConfig
-from anyclaude.proxy.keys import REQUEST_ID
+from anyclaude.proxy.keys import REQUEST_ID, ROUTE
 from anyclaude.proxy.stats import RequestRecord
+from anyclaude.routing import Route
 from anyclaude.translate import errors
 from anyclaude.translate.chunks import ChunkStream, probe_events, whole_answer
 from anyclaude.translate.errors import AnthropicError
 from anyclaude.translate.events import accumulate, merge_deltas
-from anyclaude.translate.plan import Limits, apply_limits, classify, draft, wants_exact_count
+from anyclaude.translate.plan import Limits, apply_limits, draft, wants_exact_count
 from anyclaude.translate.protocol import MessagesRequest
 from anyclaude.translate.request import Plan
 from anyclaude.translate.sse import Event, encode
@@ -49,16 +50,18 @@ def _dumps(obj: Any) -> str:
 
 
 async def plan_request(config: ProxyConfig, body: MessagesRequest, *,
-                       count_only: bool = False) -> Plan:
-    """`translate/plan.py`'s planning step, with its I/O: the model name (which may need
-    asking the server) and the exact count, in an executor so the loop keeps serving."""
+                       count_only: bool = False, route: Route | None = None) -> Plan:
+    """`translate/plan.py`'s planning step for the route's model (`anyclaude.routing`), with
+    its I/O: the model name (which may need asking the server) and the exact count, in an
+    executor so the loop keeps serving."""
+    route = route or config.router.main
     model = None
     if not count_only:
-        small = config.small_model if classify(body) else None
-        model = small or await config.upstream.model()
-    plan = draft(body, config.backend.dialect, model=model, tool_calls=config.tool_calls,
-                 chars_per_token=config.tokens.chars_per_token, count_only=count_only)
-    window = config.context_window
+        model = route.model or await config.upstream_for(route).model()
+    plan = draft(body, route.dialect(config.backend.dialect), model=model,
+                 tool_calls=config.tool_calls, chars_per_token=config.tokens.chars_per_token,
+                 count_only=count_only)
+    window = route.window or config.context_window
     if config.tokens.exact and wants_exact_count(plan.prompt_tokens, window,
                                                  count_only=count_only):
         plan.prompt_tokens = await _count(config, plan)
@@ -88,10 +91,13 @@ class Exchange:
 
     def __post_init__(self) -> None:
         self.translator = StreamTranslator(self.plan)
+        self.route = self.request.get(ROUTE) or self.config.router.main
+        self.upstream = self.config.upstream_for(self.route)
         self.record = RequestRecord(mode=self.config.backend.name,
                                     model=self.plan.requested_model,
                                     stream=self.plan.client_stream, started=self.started,
-                                    background=self.plan.background is not None)
+                                    background=self.plan.background is not None,
+                                    served=self.route.display, role=self.route.role)
         tracer = self.config.tracer
         self.tracing = tracer is not None and tracer.level >= 2
         self.events: list[Event] = []
@@ -119,9 +125,9 @@ class Exchange:
         """Send the request; an HTTP error status becomes an AnthropicError."""
         config, plan = self.config, self.plan
         if config.tracer is not None:
-            config.tracer.upstream_request(self.request_id, config.upstream.url(CHAT_PATH),
+            config.tracer.upstream_request(self.request_id, self.upstream.url(CHAT_PATH),
                                            plan.body, plan.notes)
-        response = await config.upstream.post_json(CHAT_PATH, plan.body)
+        response = await self.upstream.post_json(CHAT_PATH, plan.body)
         if response.status < 400:
             return response
         try:
@@ -131,8 +137,8 @@ class Exchange:
         self.upstream_bytes(data)
         raise errors.from_backend(
             response.status, data, response.headers.get("Content-Type", ""),
-            url=config.backend_url, prompt_estimate=plan.prompt_tokens,
-            window=config.context_window, max_tokens=plan.max_tokens,
+            url=self.upstream.endpoint.url, prompt_estimate=plan.prompt_tokens,
+            window=self.route.window or config.context_window, max_tokens=plan.max_tokens,
             model_setting=config.backend.model_setting)
 
     def finish(self, error: AnthropicError | None = None) -> None:

@@ -22,6 +22,10 @@ class RequestRecord:
     status: int = 200
     error: str | None = None
     background: bool = False
+    served: str = ""
+    """The model that answered (its short name)."""
+    role: str = "main"
+    """Which kind of route answered: main, small or choice (`anyclaude.routing`)."""
 
 
 @dataclass

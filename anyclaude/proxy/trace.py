@@ -35,6 +35,7 @@ def request_line(record: RequestRecord) -> str:
     ttft = f"{record.first_token_s:.2f}s" if record.first_token_s is not None else "-"
     kind = "stream" if record.stream else "once"
     tag = " background" if record.background else ""
+    tag += "" if record.role == "main" else f" → {record.served} ({record.role})"
     outcome = record.stop_reason or (f"error {record.status}: {record.error}" if record.error
                                      else "-")
     return (f"[anyclaude] {record.mode} {record.model} {kind}{tag}: "

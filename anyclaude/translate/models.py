@@ -9,10 +9,14 @@ CREATED_AT = "2025-01-01T00:00:00Z"
 """A fixed date: Claude Code only needs the field to be there."""
 
 
-def model_info(name: str, context_window: int | None, max_output_tokens: int | None) -> ModelInfo:
-    """The served model; the limits let Claude Code size its context and answers."""
-    info: ModelInfo = {"type": "model", "id": name, "display_name": name,
+def model_info(name: str, context_window: int | None, max_output_tokens: int | None, *,
+               display: str | None = None, description: str | None = None) -> ModelInfo:
+    """A served model; the limits let Claude Code size its context and answers, the display
+    name and description label it in Claude Code's /model picker."""
+    info: ModelInfo = {"type": "model", "id": name, "display_name": display or name,
                        "created_at": CREATED_AT}
+    if description:
+        info["description"] = description
     if context_window:
         info["max_input_tokens"] = context_window
     if max_output_tokens:
@@ -20,8 +24,9 @@ def model_info(name: str, context_window: int | None, max_output_tokens: int | N
     return info
 
 
-def model_page(info: ModelInfo) -> ModelPage:
-    return {"data": [info], "has_more": False, "first_id": info["id"], "last_id": info["id"]}
+def model_page(infos: list[ModelInfo]) -> ModelPage:
+    return {"data": infos, "has_more": False, "first_id": infos[0]["id"],
+            "last_id": infos[-1]["id"]}
 
 
 def listed(data: object) -> list[dict[str, object]]:

@@ -244,6 +244,8 @@ class ModelInfo(TypedDict, total=False):
     id: Required[str]
     display_name: Required[str]
     created_at: Required[str]
+    description: str
+    """Shown under the name in Claude Code's /model picker (2.1.332; 2.1.197 ignores it)."""
     max_input_tokens: int
     max_tokens: int
 
