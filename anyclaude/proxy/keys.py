@@ -9,3 +9,5 @@ from anyclaude.proxy.config import ProxyConfig
 
 CONFIG: web.AppKey[ProxyConfig] = web.AppKey("config", ProxyConfig)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+PREPARED: web.RequestKey[web.StreamResponse] = web.RequestKey("prepared", web.StreamResponse)
+"""The response whose status line is out (see `proxy.responses`)."""

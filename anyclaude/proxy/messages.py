@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import orjson
@@ -23,6 +24,7 @@ from aiohttp import web
 from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.keys import REQUEST_ID
 from anyclaude.proxy.stats import RequestRecord
+from anyclaude.proxy.upstream import FAILURES, trouble
 from anyclaude.translate import errors
 from anyclaude.translate.chunks import ChunkStream, probe_events, whole_answer
 from anyclaude.translate.errors import AnthropicError
@@ -33,6 +35,7 @@ from anyclaude.translate.request import Plan
 from anyclaude.translate.sse import Event, encode
 from anyclaude.translate.stream import StreamTranslator
 
+log = logging.getLogger("anyclaude.proxy")
 CHAT_PATH = "/chat/completions"
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
@@ -125,7 +128,10 @@ class Exchange:
         if response.status < 400:
             return response
         try:
-            data = await asyncio.wait_for(response.read(), timeout=config.idle_timeout)
+            async with asyncio.timeout(config.idle_timeout):
+                data = await response.read()
+        except FAILURES:  # the status says enough (TimeoutError is an OSError)
+            data = b""
         finally:
             response.close()
         self.upstream_bytes(data)
@@ -174,11 +180,7 @@ async def complete(config: ProxyConfig, request: web.Request, plan: Plan) -> web
     exchange = Exchange(config, request, plan)
     translator = exchange.translator
     try:
-        response = await exchange.open()
-        try:
-            data = await response.read()
-        finally:
-            response.close()
+        data = await _whole_answer(exchange)
         exchange.upstream_bytes(data)
         chunk = whole_answer(data)
         if chunk is None:
@@ -194,6 +196,31 @@ async def complete(config: ProxyConfig, request: web.Request, plan: Plan) -> web
         raise
     exchange.finish()
     return web.json_response(message, dumps=_dumps, headers={"request-id": exchange.request_id})
+
+
+async def _whole_answer(exchange: Exchange) -> bytes:
+    """The upstream answer's whole body, within `answer_timeout` of the request."""
+    config = exchange.config
+    try:
+        async with asyncio.timeout_at(_loop_time(exchange.started + config.answer_timeout)):
+            response = await exchange.open()
+            try:
+                return await response.read()
+            finally:
+                response.close()
+    except TimeoutError:
+        raise errors.timed_out(config.backend_url, config.answer_timeout,
+                               ANSWER_SETTING) from None
+    except FAILURES as exc:
+        raise errors.broken_answer(config.backend_url, trouble(exc)) from exc
+
+
+ANSWER_SETTING = "ANYCLAUDE_ANSWER_TIMEOUT"
+
+
+def _loop_time(monotonic: float) -> float:
+    """A `time.monotonic()` instant on the event loop's clock."""
+    return asyncio.get_running_loop().time() + monotonic - time.monotonic()
 
 
 async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.StreamResponse:
@@ -214,7 +241,7 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         pending.cancel()
         raise
     response = SSEResponse(headers={**SSE_HEADERS, "request-id": exchange.request_id})
-    out = _Out(response)
+    out = _Out(response, config.ping_interval)
     upstream: aiohttp.ClientResponse | None = None
     failure: AnthropicError | None = None
     answered = False
@@ -223,16 +250,21 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         out.held = exchange.emit(translator.start())
         if not pending.done():
             await out.write(b"")  # the backend is slow to answer: message_start goes now
-        upstream = await _await_with_pings(exchange, pending, out)
-        await (_pump(exchange, upstream, out) if plan.upstream_stream
-               else _pump_whole(exchange, upstream, out))
+        if plan.upstream_stream:
+            upstream = await _with_pings(exchange, out, pending, config.idle_timeout, errors.mid_stream(
+                f"no answer from the backend for {config.idle_timeout:g} s"))
+            await _pump(exchange, upstream, out)
+        else:
+            upstream = await _with_pings(exchange, out, pending, config.answer_timeout,
+                                         _no_whole_answer(config))
+            await _pump_whole(exchange, upstream, out)
         answered = not translator.stopped
-    except AnthropicError as exc:
-        failure = exc
-        await out.write(exchange.emit(translator.fail(config.scrubbed(exc))))
     except (ConnectionResetError, asyncio.CancelledError):
         failure = errors.client_closed()
         raise
+    except Exception as exc:  # whatever it is, the stream that started ends with an error
+        failure = exc if isinstance(exc, AnthropicError) else _unexpected(exc)
+        await out.write(exchange.emit(translator.fail(config.scrubbed(failure))))
     finally:
         pending.cancel()
         if upstream is not None and answered:
@@ -242,6 +274,18 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         exchange.finish(failure)
     await _write_eof(response)
     return response
+
+
+def _unexpected(exc: Exception) -> AnthropicError:
+    if isinstance(exc, FAILURES):
+        return errors.mid_stream(trouble(exc))
+    log.error("internal error in a stream", exc_info=exc)
+    return errors.internal()
+
+
+def _no_whole_answer(config: ProxyConfig) -> AnthropicError:
+    return errors.mid_stream(f"it sent no complete answer within {config.answer_timeout:g} s "
+                             f"({ANSWER_SETTING})")
 
 
 RECYCLE_WAIT = 0.1
@@ -267,16 +311,24 @@ async def _recycle(upstream: aiohttp.ClientResponse) -> None:
 class _Out:
     """The client's side of a stream. `held` bytes go out with the next write: when the
     backend has answered by then, message_start leaves with its first output in one
-    socket write (each write costs the client a wake-up on the way to the first token)."""
+    socket write (each write costs the client a wake-up on the way to the first token).
+    `ping_due`: when the client will have heard nothing for a ping interval."""
 
-    def __init__(self, response: web.StreamResponse) -> None:
+    def __init__(self, response: web.StreamResponse, ping_interval: float) -> None:
         self.response = response
         self.held = b""
+        self.interval = ping_interval
+        self.ping_due = time.monotonic() + ping_interval
 
     async def write(self, data: bytes) -> None:
         data, self.held = self.held + data, b""
         if data:
             await self.response.write(data)
+            self.ping_due = time.monotonic() + self.interval
+
+    async def ping(self, exchange: Exchange) -> None:
+        await self.write(exchange.emit(exchange.translator.ping()))
+        self.ping_due = time.monotonic() + self.interval  # also when the answer had ended
 
 
 async def _write_eof(response: web.StreamResponse) -> None:
@@ -284,24 +336,35 @@ async def _write_eof(response: web.StreamResponse) -> None:
         await response.write_eof()
 
 
-async def _await_with_pings(exchange: Exchange, pending: asyncio.Future[aiohttp.ClientResponse],
-                            out: _Out) -> aiohttp.ClientResponse:
-    config = exchange.config
-    silent_since = time.monotonic()
-    while not pending.done():
-        await asyncio.wait({pending}, timeout=config.ping_interval)
-        if pending.done():
-            break
-        if time.monotonic() - silent_since > config.idle_timeout:
-            raise errors.mid_stream(f"no answer from the backend for {config.idle_timeout:.0f} s")
-        await out.write(exchange.emit(exchange.translator.ping()))
-    return pending.result()
+T = TypeVar("T")
+
+
+async def _with_pings(exchange: Exchange, out: _Out, task: asyncio.Future[T], limit: float,
+                      failure: AnthropicError) -> T:
+    """`task`'s result, with a ping whenever the client has heard nothing for a ping
+    interval; `failure` when it takes longer than `limit` seconds from the request's start."""
+    deadline = exchange.started + limit
+    while not task.done():
+        now = time.monotonic()
+        if now >= deadline:
+            raise failure
+        await asyncio.wait({task}, timeout=min(out.ping_due, deadline) - now)
+        if not task.done() and time.monotonic() >= out.ping_due:
+            await out.ping(exchange)
+    return task.result()
 
 
 async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out) -> None:
     """A non-streaming upstream answer (mlx-textgen with tools) streamed to the client."""
     await out.write(b"")
-    data = await upstream.read()
+    body = asyncio.ensure_future(upstream.read())
+    try:
+        data = await _with_pings(exchange, out, body, exchange.config.answer_timeout,
+                                 _no_whole_answer(exchange.config))
+    except FAILURES as exc:
+        raise errors.mid_stream(trouble(exc)) from exc
+    finally:
+        body.cancel()
     exchange.upstream_bytes(data)
     chunk = whole_answer(data)
     if chunk is None:
@@ -314,34 +377,39 @@ async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse, out:
 
 async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out) -> None:
     """Upstream SSE -> events, one client write per upstream read. What arrived with the
-    headers (mlx-lm's first `: keepalive`) is taken at once, to go out with message_start."""
-    config, translator = exchange.config, exchange.translator
-    chunks = ChunkStream(translator)
-    last_data = time.monotonic()
+    headers (mlx-lm's first `: keepalive`) is taken at once, to go out with message_start.
+    Pings cover the client's every silence; the idle limit counts the backend's silence in
+    progress (`ChunkStream.progress`), so empty deltas cannot hold a stream open."""
+    idle = exchange.config.idle_timeout
+    chunks = ChunkStream(exchange.translator)
+    progress, progressed = chunks.progress, time.monotonic()
     try:
         data: bytes | None = upstream.content.read_nowait() or None
-    except aiohttp.ClientPayloadError as exc:
-        raise errors.mid_stream(f"the connection broke ({exc})") from exc
+    except FAILURES as exc:
+        raise errors.mid_stream(trouble(exc)) from exc
     while True:
         events: list[Event] = []
         if data is not None:
             exchange.upstream_bytes(data)
-            last_data = time.monotonic()  # any bytes: a role-only or usage chunk is life too
             events = chunks.feed(data)
             exchange.first_token()
             if chunks.over:
                 await out.write(exchange.emit(merge_deltas(events + chunks.finish())))
                 return
+        now = time.monotonic()
+        if chunks.progress != progress:
+            progress, progressed = chunks.progress, now
+        elif now - progressed >= idle:
+            raise errors.mid_stream(f"the backend sent nothing new for {idle:g} s")
         if events or out.held:
             await out.write(exchange.emit(merge_deltas(events)))
+        elif now >= out.ping_due:
+            await out.ping(exchange)
         try:
-            async with asyncio.timeout(config.ping_interval):
+            async with asyncio.timeout(max(0.0, min(out.ping_due, progressed + idle)
+                                           - time.monotonic())):
                 data = await upstream.content.readany()
         except TimeoutError:
-            if time.monotonic() - last_data > config.idle_timeout:
-                raise errors.mid_stream(
-                    f"the backend sent nothing for {config.idle_timeout:.0f} s") from None
-            await out.write(exchange.emit(translator.ping()))
             data = None
-        except aiohttp.ClientPayloadError as exc:
-            raise errors.mid_stream(f"the connection broke ({exc})") from exc
+        except FAILURES as exc:
+            raise errors.mid_stream(trouble(exc)) from exc

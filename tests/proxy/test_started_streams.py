@@ -33,12 +33,13 @@ def frame(payload: bytes) -> bytes:
 
 # What an upstream sends after the request, in claude mode (Anthropic's own stream, passed
 # through) and in the OpenAI modes (after the proxy committed to a 200 stream).
-PASSTHROUGH_CUTS: dict[str, bytes] = {
-    "one chunk, then a reset": SSE_HEAD + frame(FIRST),
-    "cut inside a chunk": SSE_HEAD + frame(FIRST)[:-10],
-    "bad chunk framing": SSE_HEAD + frame(FIRST) + b"zz\r\nnot a chunk\r\n",
+# claude mode: what the upstream sends first, and (once the client has the first bytes) then.
+PASSTHROUGH_CUTS: dict[str, tuple[bytes, bytes]] = {
+    "one chunk, then a reset": (SSE_HEAD + frame(FIRST), b""),
+    "cut inside a chunk": (SSE_HEAD + frame(FIRST)[:-10], b""),
+    "bad chunk framing": (SSE_HEAD + frame(FIRST), b"zz\r\nnot a chunk\r\n"),
     "short Content-Length body": (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-                                  b"Content-Length: 500\r\n\r\n" + b'{"type": "mess'),
+                                  b"Content-Length: 500\r\n\r\n" + b'{"type": "mess', b""),
 }
 LATE_FAULTS: dict[str, bytes] = {
     "a malformed status line": b"HTTP/1.1 OK but not a status\r\n\r\n",
@@ -58,14 +59,16 @@ def one_response(data: bytes) -> Response:
 @pytest.mark.parametrize("cut", list(PASSTHROUGH_CUTS), ids=list(PASSTHROUGH_CUTS))
 async def test_claude_mode_closes_a_broken_passthrough_instead_of_answering_twice(
         cut: str) -> None:
-    async with RawBackend(sends(PASSTHROUGH_CUTS[cut])) as backend, \
+    first, then = PASSTHROUGH_CUTS[cut]
+    started = asyncio.Event()
+    async with RawBackend(sends(first, then, after=started)) as backend, \
             serving("claude", url="http://upstream.test", connector=backend.connector) as proxy:
         raw = request_bytes("POST", "/v1/messages", json.dumps(BODY).encode(),
                             {"x-anyclaude-token": proxy.config.token}, token=False)
-        response = one_response(await exchange(proxy, raw))
+        response = one_response(await exchange(proxy, raw, started))
         assert response.status == 200 and not response.complete
-        sent = PASSTHROUGH_CUTS[cut].partition(b"\r\n\r\n")[2]
-        assert sent.startswith(response.body) or FIRST.startswith(response.body)
+        sent = first.partition(b"\r\n\r\n")[2]
+        assert response.body and (sent.startswith(response.body) or FIRST == response.body)
         assert (await proxy.client.get("/health")).status == 200
 
 
@@ -87,7 +90,7 @@ async def test_mlx_textgen_with_tools_ends_a_body_cut_mid_way_with_an_error_even
 async def test_openai_faults_after_the_header_grace_end_the_stream_with_an_error_event(
         fault: str) -> None:
     started = asyncio.Event()
-    async with RawBackend(sends(LATE_FAULTS[fault], after=started)) as backend, \
+    async with RawBackend(sends(b"", LATE_FAULTS[fault], after=started)) as backend, \
             serving("openai", url="http://vllm.test/v1", model="m", header_grace=0.01,
                     connector=backend.connector) as proxy:
         raw = request_bytes("POST", "/v1/messages", json.dumps(BODY).encode(),

@@ -77,13 +77,15 @@ class RawBackend:
         writer.transport.abort()
 
 
-def sends(wire: bytes, *, after: asyncio.Event | None = None) -> Script:
-    """A script that sends `wire` (once `after` is set, when given)."""
+def sends(first: bytes, then: bytes = b"", *, after: asyncio.Event | None = None) -> Script:
+    """A script that sends `first`, then (once `after` is set, when given) `then`."""
 
     async def script(_request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(first)
+        await writer.drain()
         if after is not None:
             await after.wait()
-        writer.write(wire)
+        writer.write(then)
         await writer.drain()
 
     return script
