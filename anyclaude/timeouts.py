@@ -17,6 +17,8 @@ STARTUP_S = 300.0
 """Default for ANYCLAUDE_STARTUP_TIMEOUT: a large model loads from a cold disk in minutes."""
 CONNECT_S = 10.0
 """Opening a connection to the backend (the proxy's requests)."""
+IDLE_ENV = "ANYCLAUDE_IDLE_TIMEOUT"
+ANSWER_ENV = "ANYCLAUDE_ANSWER_TIMEOUT"
 IDLE_S = 300.0
 """Default for ANYCLAUDE_IDLE_TIMEOUT: how long a streaming backend may produce nothing
 (no text, reasoning or tool-call piece; mlx-lm's prompt-progress comments count, empty

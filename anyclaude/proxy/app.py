@@ -13,12 +13,12 @@ from collections.abc import Awaitable, Callable
 from aiohttp import web
 
 from anyclaude.proxy import door, messages, passthrough
-from anyclaude.proxy.incoming import read_json
 from anyclaude.proxy.config import ProxyConfig
+from anyclaude.proxy.incoming import read_json
 from anyclaude.proxy.keys import CONFIG, REQUEST_ID
 from anyclaude.proxy.responses import abandon, error_response, note_prepared, started
 from anyclaude.translate import ids
-from anyclaude.translate.errors import AnthropicError, internal, invalid_request, of_status
+from anyclaude.translate.errors import AnthropicError, internal, of_status
 from anyclaude.translate.models import model_info, model_page
 from anyclaude.translate.plan import token_count
 from anyclaude.translate.protocol import ModelInfo

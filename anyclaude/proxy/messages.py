@@ -21,10 +21,11 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from anyclaude import timeouts
 from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.keys import REQUEST_ID
 from anyclaude.proxy.stats import RequestRecord
-from anyclaude.proxy.upstream import FAILURES, trouble
+from anyclaude.proxy.upstream import FAILURES, WATCH_S, next_piece, trouble
 from anyclaude.translate import errors
 from anyclaude.translate.chunks import ChunkStream, probe_events, whole_answer
 from anyclaude.translate.errors import AnthropicError
@@ -204,18 +205,36 @@ async def _whole_answer(exchange: Exchange) -> bytes:
     try:
         async with asyncio.timeout_at(_loop_time(exchange.started + config.answer_timeout)):
             response = await exchange.open()
-            try:
-                return await response.read()
-            finally:
-                response.close()
+        try:
+            return await _body(exchange, response)
+        finally:
+            response.close()
     except TimeoutError:
         raise errors.timed_out(config.backend_url, config.answer_timeout,
-                               ANSWER_SETTING) from None
+                               timeouts.ANSWER_ENV) from None
     except FAILURES as exc:
         raise errors.broken_answer(config.backend_url, trouble(exc)) from exc
 
 
-ANSWER_SETTING = "ANYCLAUDE_ANSWER_TIMEOUT"
+async def _body(exchange: Exchange, response: aiohttp.ClientResponse,
+                out: _Out | None = None) -> bytes:
+    """A whole upstream body, within `answer_timeout` of the request's start (else
+    TimeoutError), with pings to the client meanwhile when there is one (`out`)."""
+    deadline = exchange.started + exchange.config.answer_timeout
+    pieces: list[bytes] = []
+    while True:
+        now = time.monotonic()
+        if now >= deadline:
+            raise TimeoutError
+        due = out.ping_due if out is not None else now + WATCH_S
+        piece = await next_piece(response, min(due, deadline) - now)
+        if piece is None:
+            if out is not None and time.monotonic() >= out.ping_due:
+                await out.ping(exchange)
+        elif piece:
+            pieces.append(piece)
+        else:
+            return b"".join(pieces)
 
 
 def _loop_time(monotonic: float) -> float:
@@ -285,7 +304,7 @@ def _unexpected(exc: Exception) -> AnthropicError:
 
 def _no_whole_answer(config: ProxyConfig) -> AnthropicError:
     return errors.mid_stream(f"it sent no complete answer within {config.answer_timeout:g} s "
-                             f"({ANSWER_SETTING})")
+                             f"({timeouts.ANSWER_ENV})")
 
 
 RECYCLE_WAIT = 0.1
@@ -357,14 +376,12 @@ async def _with_pings(exchange: Exchange, out: _Out, task: asyncio.Future[T], li
 async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out) -> None:
     """A non-streaming upstream answer (mlx-textgen with tools) streamed to the client."""
     await out.write(b"")
-    body = asyncio.ensure_future(upstream.read())
     try:
-        data = await _with_pings(exchange, out, body, exchange.config.answer_timeout,
-                                 _no_whole_answer(exchange.config))
+        data = await _body(exchange, upstream, out)
+    except TimeoutError:
+        raise _no_whole_answer(exchange.config) from None
     except FAILURES as exc:
         raise errors.mid_stream(trouble(exc)) from exc
-    finally:
-        body.cancel()
     exchange.upstream_bytes(data)
     chunk = whole_answer(data)
     if chunk is None:
@@ -406,10 +423,7 @@ async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out)
         elif now >= out.ping_due:
             await out.ping(exchange)
         try:
-            async with asyncio.timeout(max(0.0, min(out.ping_due, progressed + idle)
-                                           - time.monotonic())):
-                data = await upstream.content.readany()
-        except TimeoutError:
-            data = None
+            data = await next_piece(upstream, min(out.ping_due, progressed + idle)
+                                    - time.monotonic())
         except FAILURES as exc:
             raise errors.mid_stream(trouble(exc)) from exc

@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import http_exceptions
+from multidict import CIMultiDict
 
 from anyclaude import timeouts
 from anyclaude.backends.base import Backend, Endpoint
@@ -36,6 +37,7 @@ def tcp_connector() -> aiohttp.BaseConnector:
     return aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
 
 
+REDIRECTS = frozenset({300, 301, 302, 303, 307, 308})
 FAILURES = (aiohttp.ClientError, OSError)
 """What aiohttp raises when the backend's connection or answer fails."""
 
@@ -57,8 +59,42 @@ def _malformed(exc: BaseException) -> str | None:
         for kind, words in _MALFORMED:
             if isinstance(seen, kind):
                 return words
+        if isinstance(seen, http_exceptions.HttpProcessingError):  # as aiohttp re-raises them
+            first = seen.message.strip().splitlines()[:1] or [""]
+            return f"malformed HTTP ({first[0].rstrip(':. ')})"
         seen = seen.__cause__ or seen.__context__
     return None
+
+
+WATCH_S = 1.0
+"""How often a wait on a body looks for a break aiohttp 3.14 does not report (`_stuck`)."""
+
+
+def _stuck(response: aiohttp.ClientResponse) -> http_exceptions.HttpProcessingError | None:
+    """When a body's framing breaks after the body started, aiohttp 3.14 records the parse
+    error on the connection, not on the body, and closes the connection: a reader then
+    waits for ever (and a read after that gets a bare RuntimeError). That error, if so."""
+    connection = response.connection
+    protocol = connection.protocol if connection is not None else None
+    if protocol is None or response.content.exception() is not None:
+        return None
+    failed = protocol.exception()
+    return failed if isinstance(failed, http_exceptions.HttpProcessingError) else None
+
+
+async def next_piece(response: aiohttp.ClientResponse, wait: float) -> bytes | None:
+    """The next piece of `response`'s body (b"" at its end), or None when `wait` seconds pass
+    without one; a broken body raises one of `FAILURES` (also where aiohttp does not)."""
+    try:
+        async with asyncio.timeout(max(0.0, wait)):
+            return await response.content.readany()
+    except TimeoutError:
+        broken = _stuck(response)
+        if broken is None:
+            return None
+        raise aiohttp.ClientPayloadError(broken.message) from broken
+    except RuntimeError as exc:  # aiohttp's "Connection closed." on a read after such a break
+        raise aiohttp.ClientPayloadError(str(exc)) from (_stuck(response) or exc)
 
 
 def trouble(exc: BaseException) -> str:
@@ -107,25 +143,31 @@ class Upstream:
     def headers(self) -> dict[str, str]:
         return {"Content-Type": "application/json", **auth_headers(self.endpoint.api_key)}
 
-    async def post_json(self, path: str, body: Mapping[str, Any]) -> aiohttp.ClientResponse:
-        """POST and return the open response once its headers arrive; a failure before
-        then (or a redirect) is an AnthropicError."""
-        url, setting = self.endpoint.url, self.backend.url_setting
+    async def send(self, method: str, url: str, *, data: bytes | None,
+                   headers: Mapping[str, str] | CIMultiDict[str]) -> aiohttp.ClientResponse:
+        """One request; the open response once its headers arrive. A failure before then,
+        or a redirect (never followed), is an AnthropicError."""
+        base, setting = self.endpoint.url, self.backend.url_setting
         try:
-            response = await self.session.post(self.url(path), data=orjson.dumps(body),
-                                               headers=self.headers(), allow_redirects=False)
-        except aiohttp.ClientConnectorError as exc:
-            raise errors.unreachable(url, setting) from exc
+            response = await self.session.request(method, url, data=data, headers=headers,
+                                                  allow_redirects=False)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise errors.unreachable(base, setting) from exc
         except FAILURES as exc:
             if _malformed(exc) is not None:
-                raise errors.not_http(url, trouble(exc), setting) from exc
-            raise errors.of_status(529, f"The backend at {url} closed the connection without "
+                raise errors.not_http(base, trouble(exc), setting) from exc
+            raise errors.of_status(529, f"The backend at {base} closed the connection without "
                                    "answering; check its log.") from exc
-        if 300 <= response.status < 400:
+        if response.status in REDIRECTS:
             response.close()
-            raise errors.redirected(url, response.status, response.headers.get("Location"),
+            raise errors.redirected(base, response.status, response.headers.get("Location"),
                                     setting)
         return response
+
+    async def post_json(self, path: str, body: Mapping[str, Any]) -> aiohttp.ClientResponse:
+        """POST `body` as JSON to the backend (see `send`)."""
+        return await self.send("POST", self.url(path), data=orjson.dumps(body),
+                               headers=self.headers())
 
     async def model(self) -> str | None:
         """The model name to send: the configured one, else one the server has loaded."""
