@@ -170,7 +170,8 @@ async def test_deep_json_anywhere_is_a_400(local: Proxied, where: str, depth: in
 
 
 async def test_deep_json_is_a_400_with_full_traces_on(tmp_path: Path) -> None:
-    tracer = Tracer(3, open(tmp_path / "log", "w"), tmp_path / "trace.jsonl")  # noqa: SIM115
+    log = open(tmp_path / "log", "w")  # noqa: SIM115
+    tracer = Tracer(3, log, tmp_path / "trace.jsonl")
     try:
         async with ScriptedBackend("mlx-lm") as backend, \
                 serving("mlx-lm", backend, tracer=tracer) as proxy:
@@ -182,7 +183,24 @@ async def test_deep_json_is_a_400_with_full_traces_on(tmp_path: Path) -> None:
             assert response.content
     finally:
         tracer.close()
-        tracer.stream.close()
+        log.close()
+
+
+async def test_non_utf8_header_bytes_are_traced_escaped(tmp_path: Path) -> None:
+    log = open(tmp_path / "log", "w")  # noqa: SIM115
+    tracer = Tracer(3, log, tmp_path / "trace.jsonl")
+    try:
+        async with ScriptedBackend("mlx-lm") as backend, \
+                serving("mlx-lm", backend, tracer=tracer) as proxy:
+            raw = raw_request("POST", b"/v1/messages", [(b"x-api-key", TOKEN.encode()),
+                                                        (b"anthropic-beta", NOT_UTF8)],
+                              json.dumps(BODY).encode())
+            assert parse(await exchange(proxy, raw)).status == 200
+    finally:
+        tracer.close()
+        log.close()
+    first = json.loads((tmp_path / "trace.jsonl").read_text().splitlines()[0])
+    assert "caf" in str(first["data"]["headers"])
 
 
 async def test_moderately_deep_json_is_still_fine(local: Proxied) -> None:
