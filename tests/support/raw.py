@@ -47,11 +47,20 @@ class RawBackend:
     requests: list[bytes] = field(default_factory=list)
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _writers: list[asyncio.StreamWriter] = field(default_factory=list)
+    _server: asyncio.Server | None = None
 
     async def __aenter__(self) -> RawBackend:
         return self
 
+    async def listen(self) -> str:
+        """Also serve on a port of 127.0.0.1 (for clients that cannot take a connector);
+        its root URL."""
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+
     async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
         for writer in self._writers:
             writer.transport.abort()
         for task in self._tasks:
@@ -63,12 +72,12 @@ class RawBackend:
 
     async def _accept(self, sock: socket.socket) -> None:
         reader, writer = await asyncio.open_connection(sock=sock)
-        self._writers.append(writer)
         task = asyncio.create_task(self._serve(reader, writer))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
         with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
             request = await read_request(reader)
             if request:
