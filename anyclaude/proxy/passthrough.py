@@ -38,7 +38,8 @@ HOP_BY_HOP = frozenset({"host", "connection", "keep-alive", "transfer-encoding",
 
 def forward_headers(headers: MultiMapping[str], token: str) -> CIMultiDict[str]:
     """The request headers to send upstream (see the module docstring)."""
-    named = {t.strip().lower() for t in headers.get("Connection", "").split(",")}
+    named = {token.strip().lower() for value in headers.getall("Connection", [])
+             for token in value.split(",")}
     forwarded: CIMultiDict[str] = CIMultiDict()
     for name, value in headers.items():
         lowered = name.lower()

@@ -150,6 +150,8 @@ def parse(data: bytes) -> Response:
         raise FramingError(f"no complete head: {data[:200]!r}")
     lines = head.decode("latin-1").split("\r\n")
     status = int(lines[0].split(" ")[1])
+    if 100 <= status < 200:  # an interim response (100 Continue): the real one follows
+        return parse(rest)
     headers = {}
     for line in lines[1:]:
         name, _, value = line.partition(":")
