@@ -1,21 +1,23 @@
 """`POST /v1/messages` against an OpenAI-compatible backend: streaming and not.
 
 The handler owns the I/O only; what the bytes mean is `translate/`'s business. Streaming:
-`message_start` goes out as soon as the backend accepts the request, pings cover silences
-(prefill, tool-call generation), each upstream read becomes one socket write, and the
+`message_start` goes out as soon as the backend accepts the request, pings cover the
+client's every silence (`pacing`), each upstream read becomes one socket write, and the
 upstream response is closed the moment the client goes away or a stop sequence matches
-(a complete answer's keep-alive connection goes back to the pool instead).
+(a complete answer's keep-alive connection goes back to the pool instead). Once the stream
+has started, whatever fails ends it with an `error` event. Every wait on the backend is
+bounded: `idle_timeout` without progress in a stream, `answer_timeout` for an answer that
+arrives all at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 import aiohttp
 import orjson
@@ -24,8 +26,9 @@ from aiohttp import web
 from anyclaude import timeouts
 from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.keys import REQUEST_ID
+from anyclaude.proxy.pacing import Out, whole_body, with_pings, write_eof
 from anyclaude.proxy.stats import RequestRecord
-from anyclaude.proxy.upstream import FAILURES, WATCH_S, next_piece, trouble
+from anyclaude.proxy.upstream import FAILURES, next_piece, trouble
 from anyclaude.translate import errors
 from anyclaude.translate.chunks import ChunkStream, probe_events, whole_answer
 from anyclaude.translate.errors import AnthropicError
@@ -172,7 +175,7 @@ async def probe(config: ProxyConfig, request: web.Request, plan: Plan) -> web.St
     response = SSEResponse(headers={**SSE_HEADERS, **headers})
     await response.prepare(request)
     await response.write(body)
-    await _write_eof(response)
+    await write_eof(response)
     return response
 
 
@@ -202,11 +205,12 @@ async def complete(config: ProxyConfig, request: web.Request, plan: Plan) -> web
 async def _whole_answer(exchange: Exchange) -> bytes:
     """The upstream answer's whole body, within `answer_timeout` of the request."""
     config = exchange.config
+    deadline = exchange.started + config.answer_timeout
     try:
-        async with asyncio.timeout_at(_loop_time(exchange.started + config.answer_timeout)):
+        async with asyncio.timeout(deadline - time.monotonic()):
             response = await exchange.open()
         try:
-            return await _body(exchange, response)
+            return await whole_body(response, deadline)
         finally:
             response.close()
     except TimeoutError:
@@ -214,32 +218,6 @@ async def _whole_answer(exchange: Exchange) -> bytes:
                                timeouts.ANSWER_ENV) from None
     except FAILURES as exc:
         raise errors.broken_answer(config.backend_url, trouble(exc)) from exc
-
-
-async def _body(exchange: Exchange, response: aiohttp.ClientResponse,
-                out: _Out | None = None) -> bytes:
-    """A whole upstream body, within `answer_timeout` of the request's start (else
-    TimeoutError), with pings to the client meanwhile when there is one (`out`)."""
-    deadline = exchange.started + exchange.config.answer_timeout
-    pieces: list[bytes] = []
-    while True:
-        now = time.monotonic()
-        if now >= deadline:
-            raise TimeoutError
-        due = out.ping_due if out is not None else now + WATCH_S
-        piece = await next_piece(response, min(due, deadline) - now)
-        if piece is None:
-            if out is not None and time.monotonic() >= out.ping_due:
-                await out.ping(exchange)
-        elif piece:
-            pieces.append(piece)
-        else:
-            return b"".join(pieces)
-
-
-def _loop_time(monotonic: float) -> float:
-    """A `time.monotonic()` instant on the event loop's clock."""
-    return asyncio.get_running_loop().time() + monotonic - time.monotonic()
 
 
 async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.StreamResponse:
@@ -260,7 +238,7 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         pending.cancel()
         raise
     response = SSEResponse(headers={**SSE_HEADERS, "request-id": exchange.request_id})
-    out = _Out(response, config.ping_interval)
+    out = Out(response, config.ping_interval, lambda: exchange.emit(translator.ping()))
     upstream: aiohttp.ClientResponse | None = None
     failure: AnthropicError | None = None
     answered = False
@@ -270,12 +248,13 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         if not pending.done():
             await out.write(b"")  # the backend is slow to answer: message_start goes now
         if plan.upstream_stream:
-            upstream = await _with_pings(exchange, out, pending, config.idle_timeout, errors.mid_stream(
-                f"no answer from the backend for {config.idle_timeout:g} s"))
+            upstream = await with_pings(out, pending, exchange.started + config.idle_timeout,
+                                        errors.mid_stream("no answer from the backend for "
+                                                          f"{config.idle_timeout:g} s"))
             await _pump(exchange, upstream, out)
         else:
-            upstream = await _with_pings(exchange, out, pending, config.answer_timeout,
-                                         _no_whole_answer(config))
+            upstream = await with_pings(out, pending, exchange.started + config.answer_timeout,
+                                        _no_whole_answer(config))
             await _pump_whole(exchange, upstream, out)
         answered = not translator.stopped
     except (ConnectionResetError, asyncio.CancelledError):
@@ -291,7 +270,7 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         elif upstream is not None:
             upstream.close()  # closing the socket is what stops mlx-lm generating
         exchange.finish(failure)
-    await _write_eof(response)
+    await write_eof(response)
     return response
 
 
@@ -327,57 +306,11 @@ async def _recycle(upstream: aiohttp.ClientResponse) -> None:
         upstream.close()  # a no-op once the body has ended: aiohttp pooled the connection
 
 
-class _Out:
-    """The client's side of a stream. `held` bytes go out with the next write: when the
-    backend has answered by then, message_start leaves with its first output in one
-    socket write (each write costs the client a wake-up on the way to the first token).
-    `ping_due`: when the client will have heard nothing for a ping interval."""
-
-    def __init__(self, response: web.StreamResponse, ping_interval: float) -> None:
-        self.response = response
-        self.held = b""
-        self.interval = ping_interval
-        self.ping_due = time.monotonic() + ping_interval
-
-    async def write(self, data: bytes) -> None:
-        data, self.held = self.held + data, b""
-        if data:
-            await self.response.write(data)
-            self.ping_due = time.monotonic() + self.interval
-
-    async def ping(self, exchange: Exchange) -> None:
-        await self.write(exchange.emit(exchange.translator.ping()))
-        self.ping_due = time.monotonic() + self.interval  # also when the answer had ended
-
-
-async def _write_eof(response: web.StreamResponse) -> None:
-    with contextlib.suppress(ConnectionResetError):
-        await response.write_eof()
-
-
-T = TypeVar("T")
-
-
-async def _with_pings(exchange: Exchange, out: _Out, task: asyncio.Future[T], limit: float,
-                      failure: AnthropicError) -> T:
-    """`task`'s result, with a ping whenever the client has heard nothing for a ping
-    interval; `failure` when it takes longer than `limit` seconds from the request's start."""
-    deadline = exchange.started + limit
-    while not task.done():
-        now = time.monotonic()
-        if now >= deadline:
-            raise failure
-        await asyncio.wait({task}, timeout=min(out.ping_due, deadline) - now)
-        if not task.done() and time.monotonic() >= out.ping_due:
-            await out.ping(exchange)
-    return task.result()
-
-
-async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out) -> None:
+async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse, out: Out) -> None:
     """A non-streaming upstream answer (mlx-textgen with tools) streamed to the client."""
     await out.write(b"")
     try:
-        data = await _body(exchange, upstream, out)
+        data = await whole_body(upstream, exchange.started + exchange.config.answer_timeout, out)
     except TimeoutError:
         raise _no_whole_answer(exchange.config) from None
     except FAILURES as exc:
@@ -392,7 +325,7 @@ async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse, out:
     await out.write(exchange.emit(events))
 
 
-async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out) -> None:
+async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse, out: Out) -> None:
     """Upstream SSE -> events, one client write per upstream read. What arrived with the
     headers (mlx-lm's first `: keepalive`) is taken at once, to go out with message_start.
     Pings cover the client's every silence; the idle limit counts the backend's silence in
@@ -421,7 +354,7 @@ async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out)
         if events or out.held:
             await out.write(exchange.emit(merge_deltas(events)))
         elif now >= out.ping_due:
-            await out.ping(exchange)
+            await out.ping()
         try:
             data = await next_piece(upstream, min(out.ping_due, progressed + idle)
                                     - time.monotonic())
