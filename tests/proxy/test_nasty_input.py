@@ -7,6 +7,7 @@ since these come before authentication too and any local process could fill the 
 
 from __future__ import annotations
 
+import asyncio
 import gzip
 import json
 import logging
@@ -227,9 +228,31 @@ BACKEND_FAULTS: dict[str, bytes] = {
 }
 
 
-@pytest.mark.parametrize("fault", list(BACKEND_FAULTS), ids=list(BACKEND_FAULTS))
+CHUNKED_HEAD = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                b"Transfer-Encoding: chunked\r\n\r\n5\r\n{\"cho\r\n")
+LATER_FAULTS: dict[str, tuple[bytes, bytes]] = {
+    "bad chunk framing after a pause": (CHUNKED_HEAD, b"zz\r\n"),
+    "a chunk longer than its size after a pause": (CHUNKED_HEAD, b"2\r\nabcdef\r\n"),
+}
+"""Faults that come a moment after the head (the proxy is reading the body by then)."""
+
+
+def after_a_pause(first: bytes, then: bytes) -> Any:
+    async def script(_request: bytes, writer: asyncio.StreamWriter) -> None:
+        writer.write(first)
+        await writer.drain()
+        await asyncio.sleep(0.2)
+        writer.write(then)
+        await writer.drain()
+
+    return script
+
+
+@pytest.mark.parametrize("fault", [*BACKEND_FAULTS, *LATER_FAULTS])
 async def test_non_streaming_backend_faults_are_mapped_backend_errors(fault: str) -> None:
-    async with RawBackend(sends(BACKEND_FAULTS[fault])) as backend, \
+    script = sends(BACKEND_FAULTS[fault]) if fault in BACKEND_FAULTS else \
+        after_a_pause(*LATER_FAULTS[fault])
+    async with RawBackend(script) as backend, \
             serving("openai", url="http://vllm.test/v1", model="m",
                     connector=backend.connector) as proxy:
         raw = request_bytes("POST", "/v1/messages", json.dumps(BODY).encode(),

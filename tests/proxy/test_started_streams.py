@@ -27,13 +27,14 @@ FIRST = b'event: message_start\ndata: {"type": "message_start"}\n\n'
 CHUNK = (b'data: {"choices": [{"index": 0, "delta": {"content": "Hi"}, '
          b'"finish_reason": null}]}\n\n')
 
+
 def frame(payload: bytes) -> bytes:
     return f"{len(payload):x}\r\n".encode() + payload + b"\r\n"
 
 
-# What an upstream sends after the request, in claude mode (Anthropic's own stream, passed
-# through) and in the OpenAI modes (after the proxy committed to a 200 stream).
-# claude mode: what the upstream sends first, and (once the client has the first bytes) then.
+# What the upstream sends first, and then once the client has the first bytes of the answer:
+# in claude mode (Anthropic's own stream, passed through) and in the OpenAI modes (after the
+# proxy committed to a 200 stream).
 PASSTHROUGH_CUTS: dict[str, tuple[bytes, bytes]] = {
     "one chunk, then a reset": (SSE_HEAD + frame(FIRST), b""),
     "cut inside a chunk": (SSE_HEAD + frame(FIRST)[:-10], b""),
@@ -41,12 +42,14 @@ PASSTHROUGH_CUTS: dict[str, tuple[bytes, bytes]] = {
     "short Content-Length body": (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                                   b"Content-Length: 500\r\n\r\n" + b'{"type": "mess', b""),
 }
-LATE_FAULTS: dict[str, bytes] = {
-    "a malformed status line": b"HTTP/1.1 OK but not a status\r\n\r\n",
-    "a header over 8 KB": b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n",
-    "bad chunk framing": SSE_HEAD + frame(CHUNK) + b"zz\r\nnot a chunk\r\n",
-    "a cut after one chunk": SSE_HEAD + frame(CHUNK),
-    "garbage instead of HTTP": b"\x00\x01\x02 this is not HTTP at all\r\n\r\n",
+LATE_FAULTS: dict[str, tuple[bytes, bytes]] = {
+    "a malformed status line": (b"", b"HTTP/1.1 OK but not a status\r\n\r\n"),
+    "a header over 8 KB": (b"", b"HTTP/1.1 200 OK\r\nX-Big: " + b"a" * 9000 + b"\r\n\r\n"),
+    "bad chunk framing": (b"", SSE_HEAD + frame(CHUNK) + b"zz\r\nnot a chunk\r\n"),
+    "bad chunk framing once the answer flows": (SSE_HEAD + frame(CHUNK), b"zz\r\nno chunk\r\n"),
+    "a chunk longer than its size": (SSE_HEAD + frame(CHUNK), b"3\r\nabcdef\r\n"),
+    "a cut after one chunk": (b"", SSE_HEAD + frame(CHUNK)),
+    "garbage instead of HTTP": (b"", b"\x00\x01\x02 this is not HTTP at all\r\n\r\n"),
 }
 
 
@@ -90,9 +93,10 @@ async def test_mlx_textgen_with_tools_ends_a_body_cut_mid_way_with_an_error_even
 async def test_openai_faults_after_the_header_grace_end_the_stream_with_an_error_event(
         fault: str) -> None:
     started = asyncio.Event()
-    async with RawBackend(sends(b"", LATE_FAULTS[fault], after=started)) as backend, \
+    first, then = LATE_FAULTS[fault]
+    async with RawBackend(sends(first, then, after=started)) as backend, \
             serving("openai", url="http://vllm.test/v1", model="m", header_grace=0.01,
-                    connector=backend.connector) as proxy:
+                    ping_interval=0.2, connector=backend.connector) as proxy:
         raw = request_bytes("POST", "/v1/messages", json.dumps(BODY).encode(),
                             {"Content-Type": "application/json"})
         response = one_response(await exchange(proxy, raw, started))
