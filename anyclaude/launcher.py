@@ -130,7 +130,8 @@ def proxy_config(settings: Settings, window: int | None, tracer: Tracer | None =
                        context_window=window, max_output_tokens=settings.max_output_tokens,
                        tool_calls=settings.tool_calls, small_model=settings.small_model,
                        routes=routes, notify=notify, tokens=TokenCounter(tokenizer),
-                       tracer=tracer)
+                       tracer=tracer, idle_timeout=settings.idle_timeout,
+                       answer_timeout=settings.answer_timeout)
 
 
 def connection_lines(settings: Settings, url: str) -> list[str]:
@@ -152,7 +153,7 @@ def start_warmup(settings: Settings, config: ProxyConfig, console: Console) -> w
     path = warmup.store_path(settings.state_dir, settings.backend.name, settings.endpoint.model,
                              os.getcwd())
     warm = warmup.WarmUp(path, config.upstream, settings.backend.dialect.max_tokens_param,
-                         config.gate, config.tokens.estimate)
+                         config.gate, config.tokens.estimate, settings.answer_timeout)
     config.warmup = warm
     tokens = warm.start()
     if tokens:

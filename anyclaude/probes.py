@@ -63,11 +63,12 @@ def one_token_request(backend: Backend, endpoint: Endpoint,
 
 async def ask(client: aiohttp.ClientSession, url: str, body: dict[str, Any] | None = None,
               timeout: float = timeouts.PROBE_S) -> Answer:
-    """One GET (or POST of `body`), never longer than `timeout`; never raises."""
+    """One GET (or POST of `body`), never longer than `timeout`, never redirected (a
+    redirect's status is the answer); never raises."""
     limits = aiohttp.ClientTimeout(total=timeout, sock_connect=timeouts.PROBE_S * 0.75)
     try:
         async with client.request("GET" if body is None else "POST", url, json=body,
-                                  timeout=limits) as resp:
+                                  timeout=limits, allow_redirects=False) as resp:
             text = await resp.text(errors="replace")
     except aiohttp.ClientConnectorDNSError:
         return Answer(0, problem="host not found")

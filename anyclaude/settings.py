@@ -140,6 +140,12 @@ def _global_settings() -> list[Setting]:
         Setting("startup_timeout", "ANYCLAUDE_STARTUP_TIMEOUT", _positive_float,
                 timeouts.STARTUP_S,
                 "Seconds to wait for a backend to load its model."),
+        Setting("idle_timeout", timeouts.IDLE_ENV, _positive_float, timeouts.IDLE_S,
+                "Seconds a streaming backend may produce nothing (empty chunks do not "
+                "count) before the answer fails."),
+        Setting("answer_timeout", timeouts.ANSWER_ENV, _positive_float, timeouts.ANSWER_S,
+                "Seconds an answer that arrives all at once may take (non-streaming "
+                "requests, mlx-textgen with tools; in claude mode, any silence)."),
         Setting("context_window", "ANYCLAUDE_CONTEXT_WINDOW", _positive_int, None,
                 "The model's context window in tokens (default: from the server or model)."),
         Setting("max_output_tokens", "ANYCLAUDE_MAX_OUTPUT_TOKENS", _positive_int, None,
@@ -251,6 +257,8 @@ class Settings:
     proxy_only: bool
     debug: int
     startup_timeout: float
+    idle_timeout: float
+    answer_timeout: float
     context_window: int | None
     max_output_tokens: int | None
     tool_calls: ToolCalls | None

@@ -1,7 +1,7 @@
 """Every time limit anyclaude puts on the world outside it, in one place, with why.
 
-The proxy's own stream timings (pings, the header grace, the idle limit) belong to one
-request and live in `proxy.config.ProxyConfig`.
+The proxy's own timings toward its client (pings, the header grace) live in
+`proxy.config.ProxyConfig`; its limits on the backend are the two settings below.
 """
 
 from __future__ import annotations
@@ -15,6 +15,20 @@ model failed to load, but answers the next at once, so an attempt is given up an
 again after this long."""
 STARTUP_S = 300.0
 """Default for ANYCLAUDE_STARTUP_TIMEOUT: a large model loads from a cold disk in minutes."""
+CONNECT_S = 10.0
+"""Opening a connection to the backend (the proxy's requests)."""
+IDLE_ENV = "ANYCLAUDE_IDLE_TIMEOUT"
+ANSWER_ENV = "ANYCLAUDE_ANSWER_TIMEOUT"
+IDLE_S = 300.0
+"""Default for ANYCLAUDE_IDLE_TIMEOUT: how long a streaming backend may produce nothing
+(no text, reasoning or tool-call piece; mlx-lm's prompt-progress comments count, empty
+deltas do not) before the stream fails. Claude Code's own watchdog gives up after 300 s of
+silence; pings keep it waiting only while the backend makes progress."""
+ANSWER_S = 900.0
+"""Default for ANYCLAUDE_ANSWER_TIMEOUT: how long an answer that arrives all at once may
+take (non-streaming requests, mlx-textgen with tools, warm-up; in claude mode, any one
+silence of the upstream): a long tool call on a laptop takes minutes, a stuck server
+forever."""
 STOP_GRACE_S = 5.0
 """Between SIGTERM and SIGKILL when stopping a process tree."""
 STOP_COMMAND_S = 60.0

@@ -23,8 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import orjson
 
+from anyclaude import timeouts
 from anyclaude.proxy.background import Gate
 from anyclaude.proxy.upstream import Upstream
 from anyclaude.translate import warm
@@ -65,8 +67,11 @@ class WarmUp:
     ahead of every main request, `record(body)` for the run's first main request."""
 
     def __init__(self, path: Path, upstream: Upstream, max_tokens_param: str, gate: Gate,
-                 measure: Callable[[Mapping[str, Any]], int]) -> None:
+                 measure: Callable[[Mapping[str, Any]], int],
+                 timeout: float = timeouts.ANSWER_S) -> None:
         self.path = path
+        self.timeout = timeout
+        """A replay that takes longer is given up (a real request may be waiting on it)."""
         self.upstream = upstream
         self.max_tokens_param = max_tokens_param
         self.gate = gate
@@ -93,7 +98,7 @@ class WarmUp:
         started = time.monotonic()
         body = warm.replay_body(prefix, self.max_tokens_param)
         try:
-            async with self.gate.hold(background=False):
+            async with asyncio.timeout(self.timeout), self.gate.hold(background=False):
                 response = await self.upstream.post_json(CHAT_PATH, body)
                 try:
                     data = await response.read()
@@ -108,8 +113,10 @@ class WarmUp:
         except asyncio.CancelledError:
             self.outcome = Outcome("cancelled", seconds=time.monotonic() - started)
             raise
-        except (AnthropicError, OSError, ValueError, AttributeError) as exc:
-            self.outcome = Outcome("failed", detail=str(exc)[:200])
+        except (AnthropicError, aiohttp.ClientError, OSError, ValueError, AttributeError) as exc:
+            detail = f"no answer within {self.timeout:g} s" if isinstance(exc, TimeoutError) \
+                else str(exc)[:200]
+            self.outcome = Outcome("failed", detail=detail)
             log.info("cache warm-up failed: %s", exc)
 
     async def before(self, body: Mapping[str, Any]) -> None:

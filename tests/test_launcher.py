@@ -118,8 +118,10 @@ def test_the_proxy_config_comes_from_settings(tmp_path: Path) -> None:
     model = build_scripted_model(default_models_dir() / "scripted")
     s = load({"MLX_LM_MODEL": str(model), "ANYCLAUDE_PROXY_TOKEN": "tok-3",
               "ANYCLAUDE_MAX_OUTPUT_TOKENS": "2000", "ANYCLAUDE_TOOL_CALLS": "text",
-              "ANYCLAUDE_SMALL_MODEL": "tiny"}, tmp_path)
+              "ANYCLAUDE_SMALL_MODEL": "tiny", "ANYCLAUDE_IDLE_TIMEOUT": "60",
+              "ANYCLAUDE_ANSWER_TIMEOUT": "1200"}, tmp_path)
     config = proxy_config(s, 8192)
+    assert (config.idle_timeout, config.answer_timeout) == (60.0, 1200.0)
     assert config.backend.name == "mlx-lm" and config.endpoint.model == str(model)
     assert (config.token, config.context_window, config.max_output_tokens) == ("tok-3", 8192, 2000)
     assert config.tool_calls == "text" and config.small_model == "tiny"

@@ -89,6 +89,9 @@ def test_every_mode_is_a_registered_backend_with_its_own_url_setting(tmp_path: P
     ({"ANYCLAUDE_TOOL_CALLS": "text"}, {"tool_calls": "text"}),
     ({"ANYCLAUDE_MAX_OUTPUT_TOKENS": "4096"}, {"max_output_tokens": 4096}),
     ({"ANYCLAUDE_STARTUP_TIMEOUT": "2.5"}, {"startup_timeout": 2.5}),
+    ({}, {"idle_timeout": 300.0, "answer_timeout": 900.0}),
+    ({"ANYCLAUDE_IDLE_TIMEOUT": "30", "ANYCLAUDE_ANSWER_TIMEOUT": "1800"},
+     {"idle_timeout": 30.0, "answer_timeout": 1800.0}),
 ])
 def test_values_are_parsed_to_their_types(tmp_path: Path, env: dict[str, str],
                                           words: dict[str, object]) -> None:

@@ -16,6 +16,7 @@ from anyclaude.backends import get
 from anyclaude.backends.base import Endpoint
 from anyclaude.proxy.background import Gate
 from anyclaude.proxy.upstream import Upstream
+from anyclaude.timeouts import ANSWER_S
 from anyclaude.warmup import WarmUp
 
 TOOLS = [{"type": "function", "function": {"name": "Bash", "parameters": {"type": "object"}}}]
@@ -50,7 +51,8 @@ class SlowPrefill:
                                                 "finish_reason": "length"}], "usage": usage})
 
 
-async def scenario(tmp_path: Path, words: str, static: str = STATIC) -> tuple[SlowPrefill, WarmUp]:
+async def scenario(tmp_path: Path, words: str, static: str = STATIC, *,
+                   timeout: float = ANSWER_S, answers: bool = True) -> tuple[SlowPrefill, WarmUp]:
     backend = SlowPrefill()
     app = web.Application(handler_args={"handler_cancellation": True})
     app.router.add_post("/v1/chat/completions", backend.chat)
@@ -63,7 +65,7 @@ async def scenario(tmp_path: Path, words: str, static: str = STATIC) -> tuple[Sl
     backend_decl = get("mlx-lm")
     assert backend_decl is not None
     upstream = Upstream(backend_decl, Endpoint(str(server.make_url("/v1")), None))
-    warm = WarmUp(store, upstream, "max_tokens", Gate(), lambda body: 1234)
+    warm = WarmUp(store, upstream, "max_tokens", Gate(), lambda body: 1234, timeout)
     try:
         assert warm.start() == 1234
         while not backend.bodies:
@@ -71,9 +73,9 @@ async def scenario(tmp_path: Path, words: str, static: str = STATIC) -> tuple[Sl
         assert backend.bodies[0]["max_tokens"] == 1 and backend.bodies[0]["stream"] is False
         waiting = asyncio.create_task(warm.before(first(words, static)))
         await asyncio.sleep(0.2)
-        if not waiting.done():
+        if not waiting.done() and answers:
             backend.release.set()
-        await waiting
+        await asyncio.wait_for(waiting, 30)
         if static == STATIC:
             warm.record(first(words, static))
             await asyncio.sleep(0.2)
@@ -100,3 +102,11 @@ def test_a_request_that_starts_the_same_waits_for_the_warm_up(tmp_path: Path) ->
     assert stored.stat().st_mode & 0o777 == 0o600
     saved = json.loads(stored.read_text())["body"]
     assert saved["messages"][-1]["content"] == STATIC, "the typed words are not stored"
+
+
+def test_a_warm_up_the_backend_never_answers_is_given_up(tmp_path: Path) -> None:
+    """A real request waits for a warm-up it can use, but not for ever."""
+    backend, warm = asyncio.run(scenario(tmp_path, "new words", timeout=0.5, answers=False))
+    assert warm.outcome is not None and warm.outcome.state == "failed"
+    assert warm.outcome.detail == "no answer within 0.5 s"
+    assert backend.closed_early.is_set()

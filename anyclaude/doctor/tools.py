@@ -58,7 +58,8 @@ async def tool_check(ctx: Context) -> Result | None:
     url = endpoint.url.rstrip("/") + "/chat/completions"
     try:
         async with aiohttp.ClientSession(headers=headers) as session, session.post(
-                url, json=body, timeout=aiohttp.ClientTimeout(total=TOOL_TIMEOUT_S)) as resp:
+                url, json=body, timeout=aiohttp.ClientTimeout(total=TOOL_TIMEOUT_S),
+                allow_redirects=False) as resp:
             status, raw = resp.status, await resp.read()
             content_type = resp.headers.get("Content-Type", "")
     except TimeoutError:

@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hmac
 import logging
-import re
 from collections.abc import Awaitable, Callable
-from typing import Any
 
-import orjson
 from aiohttp import web
 
-from anyclaude.proxy import messages, passthrough
+from anyclaude.proxy import door, messages, passthrough
 from anyclaude.proxy.config import ProxyConfig
+from anyclaude.proxy.incoming import read_json
 from anyclaude.proxy.keys import CONFIG, REQUEST_ID, ROUTE
+from anyclaude.proxy.responses import abandon, error_response, note_prepared, started
 from anyclaude.routing import AGENT_HEADER, Route
 from anyclaude.translate import ids
-from anyclaude.translate.errors import AnthropicError, invalid_request, of_status
+from anyclaude.translate.errors import AnthropicError, internal, of_status
 from anyclaude.translate.models import model_info, model_page
 from anyclaude.translate.plan import classify, token_count
 from anyclaude.translate.protocol import ModelInfo
@@ -30,87 +28,51 @@ from anyclaude.translate.validate import validate_messages_request
 
 log = logging.getLogger("anyclaude.proxy")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-_LOOPBACK_HOST = re.compile(r"^(localhost|127\.\d+\.\d+\.\d+|\[::1\]|::1)(:\d+)?$", re.I)
-TOKEN_HEADER = "x-anyclaude-token"
-"""Carries the run's token in claude mode, where `x-api-key` is the user's own key."""
-
-
-def _dumps(obj: Any) -> str:
-    return orjson.dumps(obj).decode()
-
-
-def error_response(error: AnthropicError, request_id: str) -> web.Response:
-    headers = {"request-id": request_id}
-    if error.retry is not None:
-        headers["x-should-retry"] = "true" if error.retry else "false"
-    return web.json_response(error.body(request_id), status=error.status, headers=headers,
-                             dumps=_dumps)
-
-
-def _presented_tokens(request: web.Request) -> list[str]:
-    tokens = [request.headers.get("x-api-key", ""), request.headers.get(TOKEN_HEADER, "")]
-    auth = request.headers.get("Authorization", "")
-    if auth[:7].lower() == "bearer ":
-        tokens.append(auth[7:].strip())
-    return [t for t in tokens if t]
+TOKEN_HEADER = door.TOKEN_HEADER
 
 
 @web.middleware
 async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Loopback Host only (DNS rebinding), no browser Origin (cross-site pages), the run's
-    token on everything but /health; every answer carries a request-id."""
+    """The door (`proxy.door`), then the handler; every answer carries a request-id, and
+    every failure becomes an Anthropic error, or, once a response has started, its end."""
     request_id = ids.request_id()
     request[REQUEST_ID] = request_id
+    config = request.app[CONFIG]
     try:
-        host = request.headers.get("Host")
-        if host is not None and not _LOOPBACK_HOST.match(host):
-            raise of_status(403, f"Host {host!r} is not a loopback name; anyclaude only "
-                            "answers requests made to 127.0.0.1.")
-        if "Origin" in request.headers:
-            raise of_status(403, "Requests from web pages (with an Origin header) are "
-                            "refused; anyclaude serves local clients.")
-        if request.path != "/health":
-            config = request.app[CONFIG]
-            if not any(hmac.compare_digest(t.encode(), config.token.encode())
-                       for t in _presented_tokens(request)):
-                raise of_status(401, "Missing or wrong token: send the proxy token "
-                                "(ANYCLAUDE_PROXY_TOKEN) as x-api-key or Authorization: Bearer.")
+        refused = door.refusal(request.headers.items(), request.headers.get("Host"),
+                               request.path, config.token)
+        if refused is not None:
+            raise refused
         return await handler(request)
-    except AnthropicError as exc:
-        return error_response(request.app[CONFIG].scrubbed(exc), request_id)
-    except web.HTTPException as exc:
-        if exc.status < 400:
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        response = started(request)
+        if response is not None:
+            # Handlers end their own streams; this is the last resort, never a 2nd response.
+            if not isinstance(exc, ConnectionResetError):
+                log.error("a started response to %s %s failed; closing the connection",
+                          request.method, request.path, exc_info=exc)
+            abandon(request)
+            return response
+        if isinstance(exc, ConnectionResetError):
             raise
+        return error_response(_as_anthropic(request, exc), request_id)
+
+
+def _as_anthropic(request: web.Request, exc: Exception) -> AnthropicError:
+    if isinstance(exc, AnthropicError):
+        return request.app[CONFIG].scrubbed(exc)
+    if isinstance(exc, web.HTTPException) and exc.status >= 400:
         message = {404: f"No route for {request.method} {request.path}; anyclaude serves "
                         "/v1/messages, /v1/messages/count_tokens and /v1/models.",
                    405: f"{request.method} is not allowed on {request.path}."}.get(
             exc.status, exc.reason)
-        return error_response(of_status(exc.status, message), request_id)
-    except (asyncio.CancelledError, ConnectionResetError):
-        raise
-    except Exception:
-        log.exception("internal error on %s %s", request.method, request.path)
-        return error_response(of_status(500, "anyclaude hit an internal error; run with "
-                                        "ANYCLAUDE_DEBUG=1 and report it."), request_id)
-
-
-async def read_json(request: web.Request) -> object:
-    """The body as JSON, or a 4xx that says exactly what is wrong with it."""
-    content_type = request.headers.get("Content-Type", "")
-    if content_type and "json" not in content_type.lower():
-        raise invalid_request(f"Content-Type must be application/json, got {content_type!r}.")
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge as exc:
-        raise of_status(413, "The request body is larger than "
-                        f"{request.app[CONFIG].max_body // (1024 * 1024)} MB.") from exc
-    if not raw.strip():
-        raise invalid_request("The request body is empty; send a JSON object.")
-    try:
-        return orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise invalid_request(f"The request body is not valid JSON ({exc}).") from None
+        return of_status(exc.status, message)
+    if isinstance(exc, web.HTTPException):
+        raise exc
+    log.error("internal error on %s %s", request.method, request.path, exc_info=exc)
+    return internal()
 
 
 async def create_message(request: web.Request) -> web.StreamResponse:
@@ -185,6 +147,7 @@ async def _close_upstream(app: web.Application) -> None:
 def create_app(config: ProxyConfig) -> web.Application:
     app = web.Application(client_max_size=config.max_body, middlewares=[guard])
     app[CONFIG] = config
+    app.on_response_prepare.append(note_prepared)
     app.router.add_get("/health", health)
     if config.backend.protocol == "anthropic":
         passthrough.add_routes(app)

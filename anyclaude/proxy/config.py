@@ -7,7 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from anyclaude import routing
+from anyclaude import routing, timeouts
 from anyclaude.backends.base import Backend, Endpoint, ToolCalls
 from anyclaude.proxy.background import Gate
 from anyclaude.proxy.stats import Stats
@@ -46,8 +46,11 @@ class ProxyConfig:
     ping_interval: float = 5.0
     """Seconds of client-side silence before a `ping` (Claude Code's watchdog is 300 s;
     gateways in between may be far less patient)."""
-    idle_timeout: float = 300.0
-    """Seconds the backend may send nothing at all before the stream fails with an error."""
+    idle_timeout: float = timeouts.IDLE_S
+    """Seconds a streaming backend may produce nothing before the stream fails (see
+    `timeouts.IDLE_S`)."""
+    answer_timeout: float = timeouts.ANSWER_S
+    """Seconds an answer that arrives all at once may take (see `timeouts.ANSWER_S`)."""
     header_grace: float = 0.5
     """How long to wait for the backend's status line before committing to a 200 stream."""
     max_body: int = MAX_BODY

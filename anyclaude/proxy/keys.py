@@ -11,3 +11,5 @@ from anyclaude.routing import Route
 CONFIG: web.AppKey[ProxyConfig] = web.AppKey("config", ProxyConfig)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 ROUTE: web.RequestKey[Route] = web.RequestKey("route", Route)
+PREPARED: web.RequestKey[web.StreamResponse] = web.RequestKey("prepared", web.StreamResponse)
+"""The response whose status line is out (see `proxy.responses`)."""

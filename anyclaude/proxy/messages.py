@@ -1,16 +1,19 @@
 """`POST /v1/messages` against an OpenAI-compatible backend: streaming and not.
 
 The handler owns the I/O only; what the bytes mean is `translate/`'s business. Streaming:
-`message_start` goes out as soon as the backend accepts the request, pings cover silences
-(prefill, tool-call generation), each upstream read becomes one socket write, and the
+`message_start` goes out as soon as the backend accepts the request, pings cover the
+client's every silence (`pacing`), each upstream read becomes one socket write, and the
 upstream response is closed the moment the client goes away or a stop sequence matches
-(a complete answer's keep-alive connection goes back to the pool instead).
+(a complete answer's keep-alive connection goes back to the pool instead). Once the stream
+has started, whatever fails ends it with an `error` event. Every wait on the backend is
+bounded: `idle_timeout` without progress in a stream, `answer_timeout` for an answer that
+arrives all at once.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import logging
 import threading
 import time
 from dataclasses import dataclass, field
@@ -20,9 +23,12 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from anyclaude import timeouts
 from anyclaude.proxy.config import ProxyConfig
 from anyclaude.proxy.keys import REQUEST_ID, ROUTE
+from anyclaude.proxy.pacing import Out, whole_body, with_pings, write_eof
 from anyclaude.proxy.stats import RequestRecord
+from anyclaude.proxy.upstream import FAILURES, next_piece, trouble
 from anyclaude.routing import Route
 from anyclaude.translate import errors
 from anyclaude.translate.chunks import ChunkStream, probe_events, whole_answer
@@ -34,6 +40,7 @@ from anyclaude.translate.request import Plan
 from anyclaude.translate.sse import Event, encode
 from anyclaude.translate.stream import StreamTranslator
 
+log = logging.getLogger("anyclaude.proxy")
 CHAT_PATH = "/chat/completions"
 SSE_HEADERS = {"Content-Type": "text/event-stream; charset=utf-8", "Cache-Control": "no-cache"}
 
@@ -131,7 +138,10 @@ class Exchange:
         if response.status < 400:
             return response
         try:
-            data = await asyncio.wait_for(response.read(), timeout=config.idle_timeout)
+            async with asyncio.timeout(config.idle_timeout):
+                data = await response.read()
+        except FAILURES:  # the status says enough (TimeoutError is an OSError)
+            data = b""
         finally:
             response.close()
         self.upstream_bytes(data)
@@ -171,7 +181,7 @@ async def probe(config: ProxyConfig, request: web.Request, plan: Plan) -> web.St
     response = SSEResponse(headers={**SSE_HEADERS, **headers})
     await response.prepare(request)
     await response.write(body)
-    await _write_eof(response)
+    await write_eof(response)
     return response
 
 
@@ -180,11 +190,7 @@ async def complete(config: ProxyConfig, request: web.Request, plan: Plan) -> web
     exchange = Exchange(config, request, plan)
     translator = exchange.translator
     try:
-        response = await exchange.open()
-        try:
-            data = await response.read()
-        finally:
-            response.close()
+        data = await _whole_answer(exchange)
         exchange.upstream_bytes(data)
         chunk = whole_answer(data)
         if chunk is None:
@@ -200,6 +206,24 @@ async def complete(config: ProxyConfig, request: web.Request, plan: Plan) -> web
         raise
     exchange.finish()
     return web.json_response(message, dumps=_dumps, headers={"request-id": exchange.request_id})
+
+
+async def _whole_answer(exchange: Exchange) -> bytes:
+    """The upstream answer's whole body, within `answer_timeout` of the request."""
+    config = exchange.config
+    deadline = exchange.started + config.answer_timeout
+    try:
+        async with asyncio.timeout(deadline - time.monotonic()):
+            response = await exchange.open()
+        try:
+            return await whole_body(response, deadline)
+        finally:
+            response.close()
+    except TimeoutError:
+        raise errors.timed_out(config.backend_url, config.answer_timeout,
+                               timeouts.ANSWER_ENV) from None
+    except FAILURES as exc:
+        raise errors.broken_answer(config.backend_url, trouble(exc)) from exc
 
 
 async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.StreamResponse:
@@ -220,7 +244,7 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         pending.cancel()
         raise
     response = SSEResponse(headers={**SSE_HEADERS, "request-id": exchange.request_id})
-    out = _Out(response)
+    out = Out(response, config.ping_interval, lambda: exchange.emit(translator.ping()))
     upstream: aiohttp.ClientResponse | None = None
     failure: AnthropicError | None = None
     answered = False
@@ -229,16 +253,22 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         out.held = exchange.emit(translator.start())
         if not pending.done():
             await out.write(b"")  # the backend is slow to answer: message_start goes now
-        upstream = await _await_with_pings(exchange, pending, out)
-        await (_pump(exchange, upstream, out) if plan.upstream_stream
-               else _pump_whole(exchange, upstream, out))
+        if plan.upstream_stream:
+            upstream = await with_pings(out, pending, exchange.started + config.idle_timeout,
+                                        errors.mid_stream("no answer from the backend for "
+                                                          f"{config.idle_timeout:g} s"))
+            await _pump(exchange, upstream, out)
+        else:
+            upstream = await with_pings(out, pending, exchange.started + config.answer_timeout,
+                                        _no_whole_answer(config))
+            await _pump_whole(exchange, upstream, out)
         answered = not translator.stopped
-    except AnthropicError as exc:
-        failure = exc
-        await out.write(exchange.emit(translator.fail(config.scrubbed(exc))))
     except (ConnectionResetError, asyncio.CancelledError):
         failure = errors.client_closed()
         raise
+    except Exception as exc:  # whatever it is, the stream that started ends with an error
+        failure = exc if isinstance(exc, AnthropicError) else _unexpected(exc)
+        await out.write(exchange.emit(translator.fail(config.scrubbed(failure))))
     finally:
         pending.cancel()
         if upstream is not None and answered:
@@ -246,8 +276,20 @@ async def stream(config: ProxyConfig, request: web.Request, plan: Plan) -> web.S
         elif upstream is not None:
             upstream.close()  # closing the socket is what stops mlx-lm generating
         exchange.finish(failure)
-    await _write_eof(response)
+    await write_eof(response)
     return response
+
+
+def _unexpected(exc: Exception) -> AnthropicError:
+    if isinstance(exc, FAILURES):
+        return errors.mid_stream(trouble(exc))
+    log.error("internal error in a stream", exc_info=exc)
+    return errors.internal()
+
+
+def _no_whole_answer(config: ProxyConfig) -> AnthropicError:
+    return errors.mid_stream(f"it sent no complete answer within {config.answer_timeout:g} s "
+                             f"({timeouts.ANSWER_ENV})")
 
 
 RECYCLE_WAIT = 0.1
@@ -270,44 +312,15 @@ async def _recycle(upstream: aiohttp.ClientResponse) -> None:
         upstream.close()  # a no-op once the body has ended: aiohttp pooled the connection
 
 
-class _Out:
-    """The client's side of a stream. `held` bytes go out with the next write: when the
-    backend has answered by then, message_start leaves with its first output in one
-    socket write (each write costs the client a wake-up on the way to the first token)."""
-
-    def __init__(self, response: web.StreamResponse) -> None:
-        self.response = response
-        self.held = b""
-
-    async def write(self, data: bytes) -> None:
-        data, self.held = self.held + data, b""
-        if data:
-            await self.response.write(data)
-
-
-async def _write_eof(response: web.StreamResponse) -> None:
-    with contextlib.suppress(ConnectionResetError):
-        await response.write_eof()
-
-
-async def _await_with_pings(exchange: Exchange, pending: asyncio.Future[aiohttp.ClientResponse],
-                            out: _Out) -> aiohttp.ClientResponse:
-    config = exchange.config
-    silent_since = time.monotonic()
-    while not pending.done():
-        await asyncio.wait({pending}, timeout=config.ping_interval)
-        if pending.done():
-            break
-        if time.monotonic() - silent_since > config.idle_timeout:
-            raise errors.mid_stream(f"no answer from the backend for {config.idle_timeout:.0f} s")
-        await out.write(exchange.emit(exchange.translator.ping()))
-    return pending.result()
-
-
-async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out) -> None:
+async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse, out: Out) -> None:
     """A non-streaming upstream answer (mlx-textgen with tools) streamed to the client."""
     await out.write(b"")
-    data = await upstream.read()
+    try:
+        data = await whole_body(upstream, exchange.started + exchange.config.answer_timeout, out)
+    except TimeoutError:
+        raise _no_whole_answer(exchange.config) from None
+    except FAILURES as exc:
+        raise errors.mid_stream(trouble(exc)) from exc
     exchange.upstream_bytes(data)
     chunk = whole_answer(data)
     if chunk is None:
@@ -318,36 +331,38 @@ async def _pump_whole(exchange: Exchange, upstream: aiohttp.ClientResponse, out:
     await out.write(exchange.emit(events))
 
 
-async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse, out: _Out) -> None:
+async def _pump(exchange: Exchange, upstream: aiohttp.ClientResponse, out: Out) -> None:
     """Upstream SSE -> events, one client write per upstream read. What arrived with the
-    headers (mlx-lm's first `: keepalive`) is taken at once, to go out with message_start."""
-    config, translator = exchange.config, exchange.translator
-    chunks = ChunkStream(translator)
-    last_data = time.monotonic()
+    headers (mlx-lm's first `: keepalive`) is taken at once, to go out with message_start.
+    Pings cover the client's every silence; the idle limit counts the backend's silence in
+    progress (`ChunkStream.progress`), so empty deltas cannot hold a stream open."""
+    idle = exchange.config.idle_timeout
+    chunks = ChunkStream(exchange.translator)
+    progress, progressed = chunks.progress, time.monotonic()
     try:
         data: bytes | None = upstream.content.read_nowait() or None
-    except aiohttp.ClientPayloadError as exc:
-        raise errors.mid_stream(f"the connection broke ({exc})") from exc
+    except FAILURES as exc:
+        raise errors.mid_stream(trouble(exc)) from exc
     while True:
         events: list[Event] = []
         if data is not None:
             exchange.upstream_bytes(data)
-            last_data = time.monotonic()  # any bytes: a role-only or usage chunk is life too
             events = chunks.feed(data)
             exchange.first_token()
             if chunks.over:
                 await out.write(exchange.emit(merge_deltas(events + chunks.finish())))
                 return
+        now = time.monotonic()
+        if chunks.progress != progress:
+            progress, progressed = chunks.progress, now
+        elif now - progressed >= idle:
+            raise errors.mid_stream(f"the backend sent nothing new for {idle:g} s")
         if events or out.held:
             await out.write(exchange.emit(merge_deltas(events)))
+        elif now >= out.ping_due:
+            await out.ping()
         try:
-            async with asyncio.timeout(config.ping_interval):
-                data = await upstream.content.readany()
-        except TimeoutError:
-            if time.monotonic() - last_data > config.idle_timeout:
-                raise errors.mid_stream(
-                    f"the backend sent nothing for {config.idle_timeout:.0f} s") from None
-            await out.write(exchange.emit(translator.ping()))
-            data = None
-        except aiohttp.ClientPayloadError as exc:
-            raise errors.mid_stream(f"the connection broke ({exc})") from exc
+            data = await next_piece(upstream, min(out.ping_due, progressed + idle)
+                                    - time.monotonic())
+        except FAILURES as exc:
+            raise errors.mid_stream(trouble(exc)) from exc

@@ -2,13 +2,36 @@
 
 from __future__ import annotations
 
-from aiohttp import web
+import logging
+
+from aiohttp import http_exceptions, web
 
 from anyclaude.proxy.app import create_app
 from anyclaude.proxy.config import ProxyConfig
 
 HOST = "127.0.0.1"
 SHUTDOWN_TIMEOUT = 2.0
+
+
+class _ClientFaults(logging.Filter):
+    """A request that is not valid HTTP, or whose body does not decode, is the client's
+    fault and was answered with a 400: one debug line, not an error with a traceback that
+    any local process could repeat to fill the log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if isinstance(exc, (http_exceptions.HttpProcessingError, web.RequestPayloadError)):
+            reason = str(exc).strip().splitlines()[-1:] or [type(exc).__name__]
+            record.msg, record.args = f"{record.getMessage()}: {reason[0].strip()}", None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+        return True
+
+
+HTTP_LOG = logging.getLogger("anyclaude.proxy.http")
+"""aiohttp's own server log, under anyclaude's (so it goes where anyclaude's log goes, and
+nowhere while Claude Code owns the terminal), client faults demoted."""
+HTTP_LOG.addFilter(_ClientFaults())
 
 
 class ProxyServer:
@@ -29,7 +52,8 @@ class ProxyServer:
         # shutdown_timeout: on Ctrl-C a request still streaming gets this long, not aiohttp's
         # default 60 s (measured: anyclaude otherwise waited for a whole 80 s answer).
         self._runner = web.AppRunner(create_app(self.config), handler_cancellation=True,
-                                     access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT)
+                                     access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT,
+                                     logger=HTTP_LOG)
         await self._runner.setup()
         site = web.TCPSite(self._runner, HOST, self.port, reuse_address=True)
         await site.start()

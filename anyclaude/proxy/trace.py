@@ -16,6 +16,7 @@ terminal). Nothing here runs when debugging is off: the proxy holds `None` inste
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -43,6 +44,20 @@ def request_line(record: RequestRecord) -> str:
             f"output {record.output_tokens}, ttft {ttft}, {record.duration_s:.2f}s, {outcome}")
 
 
+def _jsonl(entry: dict[str, Any]) -> bytes:
+    """One trace line. A header the client sent may hold bytes that are not UTF-8 (kept as
+    surrogates, which orjson refuses): those are written escaped. Tracing never fails a
+    request."""
+    try:
+        return orjson.dumps(entry) + b"\n"
+    except orjson.JSONEncodeError:
+        pass
+    try:
+        return json.dumps(entry, default=str).encode() + b"\n"
+    except (ValueError, RecursionError) as exc:
+        return orjson.dumps({**entry, "data": f"not recordable: {exc}"}) + b"\n"
+
+
 class Tracer:
     def __init__(self, level: int, stream: TextIO, trace_path: Path | None = None,
                  secrets: tuple[str | None, ...] = ()) -> None:
@@ -57,7 +72,7 @@ class Tracer:
             self._file = os.fdopen(private_file(trace_path), "ab")
 
     def _line(self, text: str) -> None:
-        text = self.redactor.text(text)
+        text = self.redactor.text(text).encode("utf-8", "backslashreplace").decode()
         with self._lock:
             self.stream.write(text + "\n")
             self.stream.flush()
@@ -68,7 +83,7 @@ class Tracer:
         entry = {"ts": time.time(), "request_id": request_id, "step": step,
                  "data": self.redactor.value(data)}
         with self._lock:
-            self._file.write(orjson.dumps(entry) + b"\n")
+            self._file.write(_jsonl(entry))
             self._file.flush()
 
     def client_request(self, request_id: str, method: str, path: str,

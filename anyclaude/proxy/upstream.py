@@ -3,6 +3,10 @@
 Bodies are serialised once with orjson and sent with a Content-Length (mlx-lm answers 411
 to chunked bodies). Responses are returned open, so the caller streams them and closing
 them closes the connection: mlx-lm stops generating only when its socket closes.
+
+Nothing leaves for another host: no redirect is followed (a 3xx is the backend's error,
+naming where it pointed). What can go wrong on the wire is said here in words (`trouble`),
+so every caller turns an aiohttp failure into an Anthropic error, never a traceback.
 """
 
 from __future__ import annotations
@@ -13,11 +17,13 @@ from typing import Any
 
 import aiohttp
 import orjson
+from aiohttp import http_exceptions
+from multidict import CIMultiDict
 
+from anyclaude import timeouts
 from anyclaude.backends.base import Backend, Endpoint
 from anyclaude.backends.net import auth_headers, server_root
-from anyclaude.translate import models
-from anyclaude.translate.errors import of_status, unreachable
+from anyclaude.translate import errors, models
 
 KEEPALIVE_S = 10.0
 """Idle pooled connections to the backend are closed after this long."""
@@ -31,8 +37,80 @@ def tcp_connector() -> aiohttp.BaseConnector:
     return aiohttp.TCPConnector(limit=0, keepalive_timeout=KEEPALIVE_S)
 
 
+REDIRECTS = frozenset({300, 301, 302, 303, 307, 308})
+FAILURES = (aiohttp.ClientError, OSError)
+"""What aiohttp raises when the backend's connection or answer fails."""
+
+_MALFORMED: tuple[tuple[type[Exception], str], ...] = (
+    (http_exceptions.LineTooLong, "a header or line over 8 KB"),
+    (http_exceptions.BadStatusLine, "a malformed status line"),
+    (http_exceptions.InvalidHeader, "a malformed header"),
+    (http_exceptions.TransferEncodingError, "broken chunk framing"),
+    (http_exceptions.ContentLengthError, "less body than its Content-Length"),
+    (http_exceptions.ContentEncodingError, "a body that does not decompress"),
+    (http_exceptions.BadHttpMessage, "a malformed HTTP message"),
+)
+"""aiohttp's parser errors (the cause of its client errors), most specific first."""
+
+
+def _malformed(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        for kind, words in _MALFORMED:
+            if isinstance(seen, kind):
+                return words
+        if isinstance(seen, http_exceptions.HttpProcessingError):  # as aiohttp re-raises them
+            first = seen.message.strip().splitlines()[:1] or [""]
+            return f"malformed HTTP ({first[0].rstrip(':. ')})"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+WATCH_S = 1.0
+"""How often a wait on a body looks for a break aiohttp 3.14 does not report (`_stuck`)."""
+
+
+def _stuck(response: aiohttp.ClientResponse) -> http_exceptions.HttpProcessingError | None:
+    """When a body's framing breaks after the body started, aiohttp 3.14 records the parse
+    error on the connection, not on the body, and closes the connection: a reader then
+    waits for ever (and a read after that gets a bare RuntimeError). That error, if so."""
+    connection = response.connection
+    protocol = connection.protocol if connection is not None else None
+    if protocol is None or response.content.exception() is not None:
+        return None
+    failed = protocol.exception()
+    return failed if isinstance(failed, http_exceptions.HttpProcessingError) else None
+
+
+async def next_piece(response: aiohttp.ClientResponse, wait: float) -> bytes | None:
+    """The next piece of `response`'s body (b"" at its end), or None when `wait` seconds pass
+    without one; a broken body raises one of `FAILURES` (also where aiohttp does not)."""
+    try:
+        async with asyncio.timeout(max(0.0, wait)):
+            return await response.content.readany()
+    except TimeoutError:
+        broken = _stuck(response)
+        if broken is None:
+            return None
+        raise aiohttp.ClientPayloadError(broken.message) from broken
+    except RuntimeError as exc:  # aiohttp's "Connection closed." on a read after such a break
+        raise aiohttp.ClientPayloadError(str(exc)) from (_stuck(response) or exc)
+
+
+def trouble(exc: BaseException) -> str:
+    """What a failure in `FAILURES` says about the backend, as a clause ("it sent broken
+    chunk framing"), for one-sentence errors."""
+    malformed = _malformed(exc)
+    if malformed is not None:
+        return f"it sent {malformed}"
+    if isinstance(exc, aiohttp.ServerDisconnectedError):
+        return "it closed the connection"
+    return f"the connection broke ({type(exc).__name__})"
+
+
 class Upstream:
-    def __init__(self, backend: Backend, endpoint: Endpoint, *, connect_timeout: float = 10.0,
+    def __init__(self, backend: Backend, endpoint: Endpoint, *,
+                 connect_timeout: float = timeouts.CONNECT_S,
                  auto_decompress: bool = True, connector: ConnectorFactory | None = None) -> None:
         self.backend = backend
         self.endpoint = endpoint
@@ -65,16 +143,31 @@ class Upstream:
     def headers(self) -> dict[str, str]:
         return {"Content-Type": "application/json", **auth_headers(self.endpoint.api_key)}
 
-    async def post_json(self, path: str, body: Mapping[str, Any]) -> aiohttp.ClientResponse:
-        """POST and return the open response once its headers arrive."""
+    async def send(self, method: str, url: str, *, data: bytes | None,
+                   headers: Mapping[str, str] | CIMultiDict[str]) -> aiohttp.ClientResponse:
+        """One request; the open response once its headers arrive. A failure before then,
+        or a redirect (never followed), is an AnthropicError."""
+        base, setting = self.endpoint.url, self.backend.url_setting
         try:
-            return await self.session.post(self.url(path), data=orjson.dumps(body),
-                                           headers=self.headers())
-        except (aiohttp.ClientConnectionError, OSError) as exc:
-            if isinstance(exc, aiohttp.ServerDisconnectedError):
-                raise of_status(529, f"The backend at {self.endpoint.url} closed the connection "
-                                     "without answering; check its log.") from exc
-            raise unreachable(self.endpoint.url, self.backend.url_setting) from exc
+            response = await self.session.request(method, url, data=data, headers=headers,
+                                                  allow_redirects=False)
+        except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:
+            raise errors.unreachable(base, setting) from exc
+        except FAILURES as exc:
+            if _malformed(exc) is not None:
+                raise errors.not_http(base, trouble(exc), setting) from exc
+            raise errors.of_status(529, f"The backend at {base} closed the connection without "
+                                   "answering; check its log.") from exc
+        if response.status in REDIRECTS:
+            response.close()
+            raise errors.redirected(base, response.status, response.headers.get("Location"),
+                                    setting)
+        return response
+
+    async def post_json(self, path: str, body: Mapping[str, Any]) -> aiohttp.ClientResponse:
+        """POST `body` as JSON to the backend (see `send`)."""
+        return await self.send("POST", self.url(path), data=orjson.dumps(body),
+                               headers=self.headers())
 
     async def model(self) -> str | None:
         """The model name to send: the configured one, else one the server has loaded."""
@@ -87,7 +180,7 @@ class Upstream:
 
     async def _listing(self, url: str) -> list[dict[str, object]]:
         try:
-            async with self.session.get(url, headers=self.headers(),
+            async with self.session.get(url, headers=self.headers(), allow_redirects=False,
                                         timeout=aiohttp.ClientTimeout(total=5)) as resp:
                 data = await resp.json(content_type=None) if resp.status == 200 else None
         except (TimeoutError, aiohttp.ClientError, ValueError):

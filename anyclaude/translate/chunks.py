@@ -38,6 +38,7 @@ class ChunkStream:
         self._decoder = SSEDecoder()
         self._done = False
         self._eof = False
+        self._keepalives = 0
 
     def feed(self, data: bytes) -> list[Event]:
         """One read of the upstream body; `b""` means the body ended."""
@@ -49,11 +50,18 @@ class ChunkStream:
             if kind == "data":
                 events.extend(translator.feed(parse_chunk(text)))
             elif kind == "keepalive":
+                self._keepalives += 1
                 events.extend(translator.ping())
             else:
                 self._done = True
                 break  # the answer is over: whatever follows in this read is not part of it
         return events
+
+    @property
+    def progress(self) -> int:
+        """Grows while the backend makes progress: pieces of the answer, and comments (mlx-lm
+        sends `: keepalive n/total` while it reads a long prompt); empty deltas do not."""
+        return self._keepalives + self.translator.pieces
 
     @property
     def over(self) -> bool:

@@ -28,6 +28,12 @@ class AnthropicError(Exception):
     retry: bool | None = None
     """Sent as `x-should-retry` when not None."""
 
+    def __post_init__(self) -> None:
+        # Messages may quote what a client sent (a Host, a path, a header): bytes that were
+        # not UTF-8 arrive as surrogates, which no JSON encoder writes. Escape them here.
+        if not self.message.isascii():
+            self.message = self.message.encode("utf-8", "backslashreplace").decode("utf-8")
+
     def body(self, request_id: str | None = None) -> ErrorEvent:
         body: ErrorEvent = {"type": "error", "error": {"type": self.type, "message": self.message}}
         if request_id:
@@ -62,6 +68,12 @@ def client_closed() -> AnthropicError:
     return AnthropicError(499, "client_closed", "client disconnected")
 
 
+def internal() -> AnthropicError:
+    """A bug of ours (the traceback goes to the log, not to the client)."""
+    return AnthropicError(500, "api_error", "anyclaude hit an internal error; run with "
+                          "ANYCLAUDE_DEBUG=1 and report it.")
+
+
 def invalid_request(message: str) -> AnthropicError:
     return AnthropicError(400, "invalid_request_error", message)
 
@@ -83,6 +95,33 @@ def unreachable(url: str, setting: str) -> AnthropicError:
         529, "overloaded_error",
         f"The backend at {url} is not reachable; start it or point {setting} at a running "
         "server.")
+
+
+def not_http(url: str, trouble: str, setting: str) -> AnthropicError:
+    """The backend's answer could not be read as HTTP (`trouble`: "it sent ...")."""
+    return AnthropicError(500, "api_error", f"The backend at {url} did not answer in HTTP: "
+                          f"{trouble}; check that {setting} points at the server itself.",
+                          retry=False)
+
+
+def broken_answer(url: str, trouble: str) -> AnthropicError:
+    """A non-streaming answer that broke off after its status line."""
+    return AnthropicError(500, "api_error",
+                          f"The backend at {url} broke off its answer: {trouble}; check its log.")
+
+
+def redirected(url: str, status: int, location: str | None, setting: str) -> AnthropicError:
+    """Redirects are never followed: the request would leave for another address."""
+    where = f"to {location}" if location else "without a Location"
+    return AnthropicError(500, "api_error", f"The backend at {url} answered with a redirect "
+                          f"(HTTP {status}) {where}, which anyclaude does not follow; set "
+                          f"{setting} to the address the server answers at.", retry=False)
+
+
+def timed_out(url: str, seconds: float, setting: str) -> AnthropicError:
+    """No (complete) answer within a limit of ours."""
+    return AnthropicError(504, "timeout_error", f"The backend at {url} sent no complete answer "
+                          f"within {seconds:g} s; check its log, or raise {setting}.")
 
 
 def mid_stream(reason: str) -> AnthropicError:

@@ -126,8 +126,8 @@ def _typed(node: dict[str, object]) -> dict[str, object]:
 def _typed_value(sub: object) -> object:
     if not isinstance(sub, dict):
         return sub
-    if _SAYS_WHAT.isdisjoint(sub):
-        return {**sub, "anyOf": [dict(kind) for kind in _ANY_JSON]}
+    if _SAYS_WHAT.isdisjoint(sub):  # its own items and properties get the same treatment
+        return _typed({**sub, "anyOf": [dict(kind) for kind in _ANY_JSON]})
     return _typed(sub)
 
 

@@ -98,6 +98,9 @@ class StreamTranslator:
         self.tool_uses = 0
         self.chunks = 0
         """Content chunks received (one token each where `plan.chunk_is_token`)."""
+        self.pieces = 0
+        """Chunks that carried any of the answer (text, reasoning, a tool-call piece, a
+        finish reason): the backend's progress, which empty deltas are not."""
 
     # -- public API ---------------------------------------------------------------------
     def start(self) -> list[Event]:
@@ -143,6 +146,8 @@ class StreamTranslator:
         reason = choice.get("finish_reason")
         if isinstance(reason, str) and reason:
             self.finish_reason = reason
+        if reasoning or content or calls or reason:
+            self.pieces += 1
         return out
 
     def finish(self) -> list[Event]:

@@ -26,7 +26,7 @@ from anyclaude import backends
 from anyclaude.backends.base import Endpoint
 from anyclaude.proxy.app import create_app
 from anyclaude.proxy.config import ProxyConfig
-from anyclaude.proxy.server import SHUTDOWN_TIMEOUT, ProxyServer
+from anyclaude.proxy.server import HTTP_LOG, SHUTDOWN_TIMEOUT, ProxyServer
 from tests.support.scripted import ScriptedBackend
 
 TOKEN = "test-token-0123456789"
@@ -84,7 +84,7 @@ async def serving(mode: str, backend: ScriptedBackend | None = None, *, url: str
         options.setdefault("connector", backend.connector)
     config = make_config(mode, url or (backend.url if backend else ""), model, **options)
     server = TestServer(create_app(config))
-    await server.start_server(shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None)
+    await server.start_server(shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None, logger=HTTP_LOG)
     async with TestClient(server) as client:
         proxied = Proxied(config, client)
         try:

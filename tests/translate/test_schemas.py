@@ -8,7 +8,7 @@ import re
 from typing import Any, get_args
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from anyclaude.translate.schemas import Profile, ToolNameMap, clean_schema
@@ -192,6 +192,7 @@ schemas = st.recursive(
 
 @settings(max_examples=300, deadline=None)
 @given(schema=schemas, profile=st.sampled_from(PROFILES))
+@example(schema={"items": {"items": {}}}, profile="outlines")  # found by hypothesis once
 def test_cleaning_is_deterministic_and_never_mutates_or_aliases_the_input(
     schema: dict[str, Any], profile: Profile
 ) -> None:

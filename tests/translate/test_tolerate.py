@@ -12,7 +12,7 @@ from anyclaude.backends.base import Dialect
 from anyclaude.translate.errors import AnthropicError
 from anyclaude.translate.request import Plan, to_openai
 from anyclaude.translate.tolerate import tolerate
-from anyclaude.translate.validate import validate_messages_request
+from anyclaude.translate.validate import MAX_DEPTH, check_depth, validate_messages_request
 
 MLX = get("mlx-lm").dialect  # type: ignore[union-attr]
 EFFORT_DIALECT = Dialect(send_reasoning_effort=True)
@@ -174,3 +174,18 @@ def test_malformed_is_still_a_400_naming_the_field(request_body: dict[str, Any],
     with pytest.raises(AnthropicError) as caught:
         validate_messages_request(request_body)
     assert caught.value.message.startswith(path + ":")
+
+
+def test_nesting_is_limited_exactly_at_max_depth() -> None:
+    """`check_depth` counts the body itself as level 1, arrays and objects alike."""
+
+    def nest(levels: int) -> Any:
+        value: Any = "leaf"
+        for i in range(levels):
+            value = [value] if i % 2 else {"k": value}
+        return value
+
+    check_depth(nest(MAX_DEPTH))
+    check_depth("a string")
+    with pytest.raises(AnthropicError, match="nested more than 128 levels"):
+        check_depth(nest(MAX_DEPTH + 1))
