@@ -101,6 +101,15 @@ class Option:
     env: str
     default: str | None
     help: str
+    parse: Callable[[str], str] | None = None
+    """Checks and normalises the text (a TOML list arrives comma-joined); raises ValueError
+    with what was expected. None: any text."""
+
+
+LOG_NOTE = "[anyclaude] "
+"""A launched process (the cluster guard) may write lines starting with this into the
+server's log: the latest one says what the server is doing (shown while it starts), or why
+it ended (put in the exit message)."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +121,9 @@ class LaunchPlan:
     env: Mapping[str, str] = field(default_factory=dict)
     setup_commands: Sequence[Sequence[str]] = ()
     stop_commands: Sequence[Sequence[str]] = ()
+    description: str = ""
+    """What is started, said in the start-up line and by `anyclaude status` (`on 2 ranks
+    (...), tensor parallel`); empty for a plain server."""
 
 
 @dataclass(frozen=True)
