@@ -231,7 +231,7 @@ def test_the_parallel_mode_is_checked_against_the_model(llama: Path, qwen2: Path
     unindexed = tmp_path / "unindexed"
     shutil.copytree(qwen2, unindexed)
     (unindexed / INDEX_FILE).unlink()
-    with pytest.raises(ClusterError, match="has no model.safetensors.index.json"):
+    with pytest.raises(ClusterError, match=r"has no model\.safetensors\.index\.json"):
         choose("pipeline", unindexed)
     assert mlx_cluster.choose_parallel(None, None, 2, "x/y") == (
         "tensor", "mlx-lm's default; the model's type could not be read yet")

@@ -25,6 +25,7 @@ Only the standard library is used: the client is copied next to a shebang of thi
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import ipaddress
 import json
@@ -46,24 +47,26 @@ SOCKET_VAR = "FAKE_SSHD_SOCKET"
 
 # -- the client: `ssh` -------------------------------------------------------------------
 
-def parse(argv: list[str]) -> tuple[bool, str, str]:
-    """(wants a terminal, host, command) from ssh's command line."""
-    tty, i = False, 0
+def parse(argv: list[str]) -> tuple[bool, bool, str, str]:
+    """(wants a terminal, quiet, host, command) from ssh's command line."""
+    tty, quiet, i = False, False, 0
     while i < len(argv) and argv[i].startswith("-") and argv[i] != "--":
         flags = argv[i][1:]
         for j, flag in enumerate(flags):
             if flag in WITH_VALUE:
+                value = flags[j + 1:] or (argv[i + 1] if i + 1 < len(argv) else "")
+                quiet = quiet or (flag == "o" and value.lower() == "loglevel=quiet")
                 if j == len(flags) - 1:
                     i += 1
                 break
-            if flag == "t":
-                tty = True
+            tty = tty or flag == "t"
+            quiet = quiet or flag == "q"
         i += 1
     if i < len(argv) and argv[i] == "--":
         i += 1
     if i >= len(argv):
         sys.exit("usage: ssh [options] host [command]")
-    return tty, argv[i], " ".join(argv[i + 1:])
+    return tty, quiet, argv[i], " ".join(argv[i + 1:])
 
 
 def reachable(host: str) -> bool:
@@ -79,10 +82,11 @@ def reachable(host: str) -> bool:
 
 
 def client(argv: list[str], socket_path: str) -> int:
-    tty, host, command = parse(argv)
+    tty, quiet, host, command = parse(argv)
     if not reachable(host):
-        print(f"ssh: connect to host {host.rpartition('@')[2]} port 22: Connection refused",
-              file=sys.stderr)
+        if not quiet:
+            print(f"ssh: connect to host {host.rpartition('@')[2]} port 22: Connection "
+                  "refused", file=sys.stderr)
         return 255
     if not command:
         print("fake ssh: an interactive login is not supported", file=sys.stderr)
@@ -162,7 +166,7 @@ def session(conn: socket.socket) -> None:
             assert proc.stdout is not None and proc.stdin is not None
             out_fd, in_fd = proc.stdout.fileno(), proc.stdin.fileno()
         client_gone = False
-        inputs = [out_fd, conn]
+        inputs: list[int | socket.socket] = [out_fd, conn]
         while out_fd in inputs:
             ready, _, _ = select.select(inputs, [], [])
             if out_fd in ready:
@@ -202,10 +206,8 @@ def session(conn: socket.socket) -> None:
         if header["tty"]:
             os.close(master)
         with_code = code if code >= 0 else 255
-        try:
+        with contextlib.suppress(OSError):
             conn.sendall(_frame(b"x", str(with_code).encode()))
-        except OSError:
-            pass
 
 
 def serve(socket_path: str) -> None:

@@ -46,7 +46,7 @@ def _qwen2_weights(llama: Mapping[str, tm.FloatArray], hidden: int,
     for layer in range(layers):
         prefix = f"model.layers.{layer}."
 
-        def take(name: str, rows: int, cols: int) -> tm.FloatArray:
+        def take(name: str, rows: int, cols: int, layer: int = layer) -> tm.FloatArray:
             return _pad(llama[first + name], rows, cols) if layer == 0 \
                 else np.zeros((rows, cols), np.float32)
 
