@@ -227,7 +227,7 @@ def test_a_rank_dying_mid_stream_ends_the_stream_with_an_error_and_stops_every_r
         for line in response.iter_lines():
             if line.startswith("event: "):
                 events.append(line[7:])
-                if line == "event: content_block_delta" and events.count(line) == 1:
+                if events[-1] == "content_block_delta" and events.count(events[-1]) == 1:
                     remote_rank(sshd).kill()  # the remote host's rank dies (OOM, reboot...)
     assert "content_block_delta" in events and events[-1] == "error", events
     assert "message_stop" not in events
