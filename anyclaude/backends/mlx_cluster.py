@@ -234,7 +234,9 @@ def write_hostfile(plan: Layout) -> Path:
 
 def choose_parallel(setting: str | None, found: mlx_sharding.Support | None,
                     ranks: int, model: str) -> tuple[str, str]:
-    """The mode to run and why, for the start-up line; ClusterError when it cannot work."""
+    """The mode to run and why, for the start-up line: the setting, else the first mode the
+    model supports that fits `ranks` (tensor before pipeline, as mlx-lm itself defaults);
+    ClusterError when it cannot work."""
     if found is None:
         return setting or "tensor", "MLX_LM_PARALLEL" if setting else \
             "mlx-lm's default; the model's type could not be read yet"
@@ -243,29 +245,44 @@ def choose_parallel(setting: str | None, found: mlx_sharding.Support | None,
         raise ClusterError(f"mlx-lm cannot shard {model} ({kind} support neither tensor nor "
                            "pipeline parallelism); run it on one machine (unset "
                            "MLX_LM_HOSTS) or pick a model mlx-lm can shard.")
-    if setting and not found.supports(setting):
-        other = found.modes[0]
-        raise ClusterError(f"mlx-lm cannot run {model} with {setting} parallelism ({kind} "
-                           f"support {other} only); set MLX_LM_PARALLEL={other} or leave it "
-                           "unset.")
-    mode = setting or found.modes[0]
-    if mode == "pipeline":
-        _check_pipeline(found, ranks, model)
     if setting:
-        return mode, "MLX_LM_PARALLEL"
-    if len(found.modes) > 1:
-        return mode, f"{kind} support tensor and pipeline; MLX_LM_PARALLEL chooses"
-    return mode, f"the only one {kind} support"
+        if not found.supports(setting):
+            other = found.modes[0]
+            raise ClusterError(f"mlx-lm cannot run {model} with {setting} parallelism ({kind} "
+                               f"support {other} only); set MLX_LM_PARALLEL={other} or leave "
+                               "it unset.")
+        if why := _misfit(setting, found, ranks, model):
+            raise ClusterError(why)
+        return setting, "MLX_LM_PARALLEL"
+    misfits = {mode: _misfit(mode, found, ranks, model) for mode in found.modes}
+    fitting = [mode for mode, why in misfits.items() if why is None]
+    if not fitting:
+        raise ClusterError(next(why for why in misfits.values() if why))
+    if len(found.modes) == 1:
+        return fitting[0], f"the only one {kind} support"
+    if fitting[0] != found.modes[0]:
+        heads = next(count for count in found.heads if count % ranks)
+        return fitting[0], f"{heads} attention heads do not split over {ranks} ranks for " \
+            "tensor parallelism"
+    return fitting[0], f"{kind} support tensor and pipeline; MLX_LM_PARALLEL chooses"
 
 
-def _check_pipeline(found: mlx_sharding.Support, ranks: int, model: str) -> None:
+def _misfit(mode: str, found: mlx_sharding.Support, ranks: int, model: str) -> str | None:
+    """Why `mode` cannot run this model on `ranks` ranks (a sentence), or None."""
+    if mode == "tensor":
+        uneven = [count for count in found.heads if count % ranks]
+        if uneven:
+            return (f"{model} has {uneven[0]} attention heads, which do not split over {ranks} "
+                    "ranks for tensor parallelism; use a number of ranks that divides them" +
+                    (", or MLX_LM_PARALLEL=pipeline." if found.pipeline else "."))
+        return None
     if found.layers is not None and found.layers < ranks:
-        raise ClusterError(f"{model} has {found.layers} layers, too few for {ranks} pipeline "
-                           "stages; use fewer hosts or tensor parallelism.")
+        return (f"{model} has {found.layers} layers, too few for {ranks} pipeline stages; use "
+                "fewer hosts or tensor parallelism.")
     if not found.indexed and Path(model).expanduser().is_dir():
-        raise ClusterError(f"{model} has no model.safetensors.index.json, which mlx-lm's "
-                           "pipelining reads; use tensor parallelism, or re-save the model "
-                           "with `mlx_lm.convert`.")
+        return (f"{model} has no model.safetensors.index.json, which mlx-lm's pipelining "
+                "reads; use tensor parallelism, or re-save the model with `mlx_lm.convert`.")
+    return None
 
 
 # -- the launch plan ------------------------------------------------------------------------

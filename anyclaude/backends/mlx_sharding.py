@@ -42,6 +42,8 @@ class Support:
     """`num_hidden_layers`: pipelining needs at least one layer per rank."""
     indexed: bool
     """The model has `model.safetensors.index.json`, which mlx-lm's pipelining reads."""
+    heads: tuple[int, ...] = ()
+    """Attention and key-value head counts: tensor parallelism splits them over the ranks."""
 
     def supports(self, mode: str) -> bool:
         return self.tensor if mode == "tensor" else self.pipeline
@@ -198,8 +200,10 @@ def support(model: str | None, python: str) -> Support | None:
     pipeline = any(ast.unparse(base).endswith("PipelineMixin") for _, cls in inner
                    for base in cls.bases) or _has_method(inner, "pipeline")
     text = config.get("text_config")
-    layers = config.get("num_hidden_layers") or (
-        text.get("num_hidden_layers") if isinstance(text, dict) else None)
+    args = text if isinstance(text, dict) and "num_hidden_layers" not in config else config
+    layers = args.get("num_hidden_layers")
+    heads = tuple(args[key] for key in ("num_attention_heads", "num_key_value_heads")
+                  if isinstance(args.get(key), int) and args[key] > 0)
     indexed = (config_path.parent / "model.safetensors.index.json").is_file()
     return Support(model_type, tensor, pipeline, layers if isinstance(layers, int) else None,
-                   indexed)
+                   indexed, heads)

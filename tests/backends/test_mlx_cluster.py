@@ -188,9 +188,9 @@ def test_this_machine_is_known_by_its_names_and_addresses() -> None:
 def test_support_is_read_from_the_installed_mlx_lm(llama: Path, qwen2: Path,
                                                    tmp_path: Path) -> None:
     assert mlx_sharding.support(str(llama), sys.executable) == mlx_sharding.Support(
-        "llama", tensor=True, pipeline=False, layers=1, indexed=False)
+        "llama", tensor=True, pipeline=False, layers=1, indexed=False, heads=(2, 2))
     assert mlx_sharding.support(str(qwen2), sys.executable) == mlx_sharding.Support(
-        "qwen2", tensor=True, pipeline=True, layers=3, indexed=True)
+        "qwen2", tensor=True, pipeline=True, layers=3, indexed=True, heads=(4, 4))
     config = tmp_path / "m" / "config.json"
     config.parent.mkdir()
     modes = {}
@@ -228,6 +228,15 @@ def test_the_parallel_mode_is_checked_against_the_model(llama: Path, qwen2: Path
                                  "leave it unset.")
     with pytest.raises(ClusterError, match="has 3 layers, too few for 4 pipeline stages"):
         choose("pipeline", qwen2, 4)
+    assert choose(None, qwen2, 3) == (
+        "pipeline", "4 attention heads do not split over 3 ranks for tensor parallelism")
+    with pytest.raises(ClusterError) as uneven:
+        choose("tensor", qwen2, 3)
+    assert str(uneven.value) == (f"{qwen2} has 4 attention heads, which do not split over 3 "
+                                 "ranks for tensor parallelism; use a number of ranks that "
+                                 "divides them, or MLX_LM_PARALLEL=pipeline.")
+    with pytest.raises(ClusterError, match=r"has 2 attention heads.*divides them\.$"):
+        choose(None, llama, 3)
     unindexed = tmp_path / "unindexed"
     shutil.copytree(qwen2, unindexed)
     (unindexed / INDEX_FILE).unlink()

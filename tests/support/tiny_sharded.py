@@ -119,6 +119,44 @@ def build_scripted_qwen2(out_dir: str | Path, *, layers: int = 3,
     return out
 
 
+def build_random_qwen2(out_dir: str | Path, *, layers: int = 6, hidden: int = 384,
+                       heads: int = 6, intermediate: int = 1056, seed: int = 0) -> Path:
+    """Build (or reuse) a seeded random-weight Qwen2 (the random llama plus zero biases):
+    it talks until `max_tokens`, and with 6 layers, 6 heads and 1056 MLP units it splits
+    over 1, 2 or 3 ranks either way (for the cluster benchmark)."""
+    from safetensors.numpy import load_file, save
+
+    source = tm.build_random_model(Path(out_dir).with_name(Path(out_dir).name + "-llama"),
+                                   layers=layers, hidden=hidden, heads=heads,
+                                   intermediate=intermediate, seed=seed)
+    stamp = json.loads((source / tm.STAMP_FILE).read_text(encoding="utf-8"))
+    params = {"random": stamp["digest"]}
+    digest = tm._params_digest("random-qwen2", params, stamp["digest"])
+    out = Path(out_dir)
+    if tm._is_complete(out, digest) and (out / INDEX_FILE).is_file():
+        return out
+    config = json.loads((source / "config.json").read_text(encoding="utf-8"))
+    config.update({"architectures": ["Qwen2ForCausalLM"], "model_type": "qwen2"})
+    weights = load_file(str(source / "model.safetensors"))
+    for layer in range(layers):
+        for proj in ("q_proj", "k_proj", "v_proj"):
+            name = f"model.layers.{layer}.self_attn.{proj}"
+            weights[name + ".bias"] = np.zeros(weights[name + ".weight"].shape[0], np.float32)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / tm.STAMP_FILE).unlink(missing_ok=True)
+    for name in tm.MODEL_FILES:
+        if name not in ("config.json", "model.safetensors"):
+            tm._write_atomic(out / name, (source / name).read_bytes())
+    tm._write_atomic(out / "config.json", tm._json_bytes(config))
+    tm._write_atomic(out / "model.safetensors", save(weights, metadata={"format": "mlx"}))
+    index = {"metadata": {}, "weight_map": {name: "model.safetensors" for name in weights}}
+    tm._write_atomic(out / INDEX_FILE, tm._json_bytes(index))
+    tm._write_atomic(out / tm.STAMP_FILE, tm._json_bytes(
+        {"kind": "random-qwen2", "params": params, "digest": digest,
+         "format": tm.FORMAT_VERSION}))
+    return out
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.support.tiny_sharded")
     parser.add_argument("out_dir", type=Path)
