@@ -27,16 +27,16 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from anyclaude import probes, processes, timeouts
-from anyclaude.backends.base import LOG_NOTE, Backend, Endpoint, LaunchPlan
+from anyclaude.backends.base import Backend, Endpoint, LaunchPlan
 from anyclaude.backends.net import LOOPBACK, host_port, port_in_use
 from anyclaude.errors import UserError
 from anyclaude.keep import client as keep
 from anyclaude.keep.state import format_duration
 from anyclaude.processes import describe_exit, tree
+from anyclaude.serverlog import log_note, log_tail
 from anyclaude.translate.errors import backend_message
 
 POLL_S = 0.2
-TAIL_LINES = 15
 KEEPER_GONE = -(10**6)
 """Exit code stand-in for a kept server whose keeper vanished (its code is unknown)."""
 FAILED_GENERATIONS = 3
@@ -62,29 +62,6 @@ def missing_model_folder(model: str | None) -> Path | None:
 def note(console: Console, message: str) -> None:
     """One `[anyclaude] ...` line on anyclaude's console (stderr), taken literally."""
     console.print(f"[anyclaude] {message}", markup=False)
-
-
-def log_tail(path: Path | None, lines: int = TAIL_LINES, noise: str | None = None) -> str:
-    """The last lines of a log, without the lines that contain `noise` (our health probes)."""
-    if path is None:
-        return ""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(handle.tell() - 16384, 0))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    kept = [line for line in text.rstrip().splitlines() if not noise or noise not in line]
-    return "\n".join(kept[-lines:])
-
-
-def log_note(path: Path | None) -> str | None:
-    """The latest `LOG_NOTE` line a launched wrapper wrote into the log (what the server
-    is doing, or why it ended), without the prefix."""
-    notes = [line[len(LOG_NOTE):].strip() for line in log_tail(path, lines=400).splitlines()
-             if line.startswith(LOG_NOTE)]
-    return notes[-1] if notes else None
 
 
 class Supervisor:

@@ -106,12 +106,6 @@ class Option:
     with what was expected. None: any text."""
 
 
-LOG_NOTE = "[anyclaude] "
-"""A launched process (the cluster guard) may write lines starting with this into the
-server's log: the latest one says what the server is doing (shown while it starts), or why
-it ended (put in the exit message)."""
-
-
 @dataclass(frozen=True)
 class LaunchPlan:
     """How to bring a server up: a long-running process anyclaude owns, and/or one-shot

@@ -32,8 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from anyclaude import processes
-from anyclaude.backends.base import LOG_NOTE
 from anyclaude.backends.mlx_cluster import ClusterError, read_hostfile
+from anyclaude.serverlog import LOG_NOTE
 from anyclaude.timeouts import STOP_GRACE_S
 
 TICK_S = 0.2
