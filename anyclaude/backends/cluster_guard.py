@@ -13,8 +13,10 @@ silent, open stdin, copies its output to the log, and stops the whole process gr
 local ranks and the ssh clients; a closing ssh connection makes sshd hang up the remote
 rank's terminal, and SIGHUP ends it) the moment a rank ends, mlx.launch ends, a signal
 arrives, or its own parent dies (PR_SET_PDEATHSIG with SIGTERM on Linux, polling on
-macOS). What it learns goes into the log as `[anyclaude] ...` lines, which the supervisor
-shows: ranks joining while the shards load, and which rank on which host ended first.
+macOS). Its ssh connections get limits (`SSH_LIMITS`), so an unreachable or silent host
+fails its rank instead of hanging the cluster. What it learns goes into the log as
+`[anyclaude] ...` lines, which the supervisor shows: ranks joining while the shards load,
+and which rank on which host ended first.
 """
 
 from __future__ import annotations
@@ -24,15 +26,17 @@ import ctypes
 import os
 import re
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from anyclaude import processes
 from anyclaude.backends.mlx_cluster import ClusterError, read_hostfile
+from anyclaude.keep.state import private_dir
 from anyclaude.serverlog import LOG_NOTE
 from anyclaude.timeouts import STOP_GRACE_S
 
@@ -41,6 +45,12 @@ PR_SET_PDEATHSIG = 1
 ANSI = re.compile(rb"\x1b\[[0-9;]*m")
 JOINED = re.compile(rb"\[ring\] Rank (\d+) connecting")
 EXITED = re.compile(rb"Node with rank (\d+) (?:exited with code (-?\d+)|completed|was killed)")
+SSH_LIMITS = ("-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+              "-o", "ServerAliveCountMax=3")
+"""ssh options for the ranks' connections: never wait at a password prompt, give up on a host
+that does not answer within 10 s, and notice a host gone silent (a pulled cable, a crash)
+within ~15 s, so its rank counts as ended and every rank is stopped, instead of the others
+waiting on it for ever."""
 SSH_FAILED = 255
 """ssh's own status when the connection failed or the remote command was killed."""
 CALM_LAUNCH = """
@@ -127,7 +137,7 @@ class Guard:
         quiet, keep_open = os.pipe()  # mlx.launch spins on a stdin at end-of-file
         try:
             launch = subprocess.Popen(self.command, stdin=quiet, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT)
+                                      stderr=subprocess.STDOUT, env=ssh_with_limits())
         except OSError as exc:
             self.note(f"could not run {self.command[0]} ({exc.strerror})")
             return 1
@@ -168,6 +178,26 @@ def calm(command: list[str]) -> list[str]:
         return command
     interpreter = shlex.split(first[2:]) if first.startswith("#!") else []
     return [*interpreter, "-c", CALM_LAUNCH, *command] if interpreter else command
+
+
+def ssh_with_limits(environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """mlx.launch's environment with an `ssh` first on PATH that adds `SSH_LIMITS` to the
+    real one's command line (mlx.launch gives ssh no options of its own)."""
+    env = dict(os.environ if environ is None else environ)
+    real = shutil.which("ssh", path=env.get("PATH", os.defpath))
+    if real is None:
+        return env
+    folder = private_dir() / "ssh"
+    folder.mkdir(exist_ok=True, mode=0o700)
+    shim = folder / "ssh"
+    text = f"#!/bin/sh\nexec {shlex.quote(real)} {' '.join(SSH_LIMITS)} \"$@\"\n"
+    if not shim.is_file() or shim.read_text(encoding="utf-8") != text:
+        partial = folder / f"ssh.{os.getpid()}"
+        partial.write_text(text, encoding="utf-8")
+        partial.chmod(0o700)
+        partial.replace(shim)
+    env["PATH"] = f"{folder}{os.pathsep}{env.get('PATH', os.defpath)}"
+    return env
 
 
 def _die_with_parent() -> None:

@@ -5,6 +5,7 @@ here and on a "remote host" reached through the fake ssh."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -108,6 +109,19 @@ def test_a_signal_stops_every_rank_here_and_remote(tmp_path: Path, sshd: FakeSsh
     cluster.proc.send_signal(sig)
     assert cluster.proc.wait(60) == 0
     assert cluster.notes() == ["starting 3 ranks: 127.0.0.1, 127.0.0.1, 127.0.0.2"]
+    cluster.nothing_left(sshd)
+
+
+def test_the_ranks_ssh_never_prompts_and_notices_a_silent_host(
+        tmp_path: Path, sshd: FakeSshd, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_SSH_ARGV", str(tmp_path / "ssh-argv"))
+    cluster = Cluster(tmp_path, ["127.0.0.1", "127.0.0.2"], "sleep 600", sshd)
+    cluster.wait_ranks()
+    cluster.proc.terminate()
+    assert cluster.proc.wait(60) == 0
+    first = json.loads((tmp_path / "ssh-argv").read_text().splitlines()[0])
+    assert first[:8] == list(cluster_guard.SSH_LIMITS)
+    assert first[8:12] == ["-tt", "-o", "LogLevel=QUIET", "127.0.0.2"], "mlx.launch's own"
     cluster.nothing_left(sshd)
 
 

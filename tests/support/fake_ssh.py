@@ -17,6 +17,7 @@ those paths run for real. What matters is kept faithful:
   Without a terminal the command is left running, as a real remote command would be.
 * Hosts outside 127.0.0.0/8 (and `localhost`) are unreachable: `Connection refused`,
   exit status 255; `FAKE_SSH_DOWN` (comma-separated) makes loopback hosts unreachable too.
+  `FAKE_SSH_ARGV` names a file each ssh command line is appended to (JSON, one a line).
 
 Wire format: the client sends one JSON line (host, command, tty) then its stdin; the
 server sends frames of one type byte (`o` output, `x` exit status) and a 4-byte length.
@@ -82,6 +83,9 @@ def reachable(host: str) -> bool:
 
 
 def client(argv: list[str], socket_path: str) -> int:
+    if record := os.environ.get("FAKE_SSH_ARGV"):  # for tests of the options ssh is given
+        with open(record, "a", encoding="utf-8") as out:
+            out.write(json.dumps(argv) + "\n")
     tty, quiet, host, command = parse(argv)
     if not reachable(host):
         if not quiet:

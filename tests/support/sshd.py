@@ -41,11 +41,13 @@ class FakeSshd:
         return alive
 
     def ranks(self) -> list[psutil.Process]:
-        """The mlx-lm ranks running on the "remote hosts"."""
+        """The mlx-lm ranks running on the "remote hosts" (the Python running the server
+        script, not the shell that will exec it)."""
         found = []
         for proc in self.remote_processes():
             with contextlib.suppress(psutil.Error):
-                if "mlx_lm.server" in " ".join(proc.cmdline()):
+                argv = proc.cmdline()
+                if len(argv) > 1 and argv[1].endswith("mlx_lm.server"):
                     found.append(proc)
         return found
 
