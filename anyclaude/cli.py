@@ -252,7 +252,8 @@ def status() -> None:
                        f"{state.format_duration(shown['left_s'] or 0)}")
             else:
                 use = "state unknown"
-            print(f"{record.mode}  {record.model or '-'}  {record.url}  pid {record.server_pid}  "
+            where = f"{record.url} {record.description}" if record.description else record.url
+            print(f"{record.mode}  {record.model or '-'}  {where}  pid {record.server_pid}  "
                   f"{shown['memory_bytes'] / 2**20:,.0f} MB  {use}", flush=True)
         return 0
 

@@ -184,8 +184,8 @@ def _backend_settings(backend: Backend) -> list[Setting]:
         rows.append(Setting(f"{backend.name}.key", backend.key_setting, str, None,
                             f"{backend.description}: API key."))
     for option in backend.options:
-        rows.append(Setting(f"{backend.name}.{option.key}", option.env, str, option.default,
-                            option.help))
+        rows.append(Setting(f"{backend.name}.{option.key}", option.env, option.parse or str,
+                            option.default, option.help))
     return rows
 
 
@@ -382,8 +382,9 @@ def _resolve(flags: Mapping[str, Any] | None, environ: Mapping[str, str] | None,
 
 
 def parse_value(row: Setting, raw: Any, source: str) -> Any:
-    """One raw value (text, or TOML-typed) as the setting's type; SettingsError when invalid."""
-    if isinstance(raw, list):
+    """One raw value (text, or TOML-typed; a TOML list is comma-joined) as the setting's
+    type; SettingsError when invalid."""
+    if isinstance(raw, list | tuple):
         text = ",".join(str(item) for item in raw)
     else:
         text = str(raw).lower() if isinstance(raw, bool) else str(raw)

@@ -34,10 +34,10 @@ from anyclaude.keep import client as keep
 from anyclaude.keep.state import format_duration
 from anyclaude.processes import describe_exit, tree
 from anyclaude.redact import private_dir, private_file, scrub
+from anyclaude.serverlog import log_note, log_tail
 from anyclaude.translate.errors import backend_message
 
 POLL_S = 0.2
-TAIL_LINES = 15
 KEEPER_GONE = -(10**6)
 """Exit code stand-in for a kept server whose keeper vanished (its code is unknown)."""
 FAILED_GENERATIONS = 3
@@ -64,21 +64,6 @@ def note(console: Console, message: str) -> None:
     """One `[anyclaude] ...` line on anyclaude's console (stderr), taken literally, with no
     URL password in it (a backend URL may carry one)."""
     console.print(f"[anyclaude] {scrub(message)}", markup=False)
-
-
-def log_tail(path: Path | None, lines: int = TAIL_LINES, noise: str | None = None) -> str:
-    """The last lines of a log, without the lines that contain `noise` (our health probes)."""
-    if path is None:
-        return ""
-    try:
-        with path.open("rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(handle.tell() - 16384, 0))
-            text = handle.read().decode("utf-8", "replace")
-    except OSError:
-        return ""
-    kept = [line for line in text.rstrip().splitlines() if not noise or noise not in line]
-    return "\n".join(kept[-lines:])
 
 
 class Supervisor:
@@ -114,6 +99,8 @@ class Supervisor:
         self._known: dict[int, psutil.Process] = {}
         self._stopping = False
         self._log: IO[bytes] | None = None
+        self._update: Callable[[str], None] = lambda phase: None
+        self._phase = ""
 
     @property
     def name(self) -> str:
@@ -176,7 +163,8 @@ class Supervisor:
         if plan is None or not plan.argv or plan.setup_commands or plan.stop_commands:
             return None
         return keep.Spec(mode=self.backend.name, model=self.endpoint.model,
-                         url=self.endpoint.url, argv=tuple(plan.argv), env=dict(plan.env))
+                         url=self.endpoint.url, argv=tuple(plan.argv), env=dict(plan.env),
+                         description=plan.description)
 
     async def _ensure_kept(self, session: aiohttp.ClientSession, slot: keep.Slot,
                            spec: keep.Spec) -> None:
@@ -195,12 +183,12 @@ class Supervisor:
             self._reuse()
             await self._wait_ready(session, time.monotonic() + self.startup_timeout)
             return
-        self._plan(problem)  # the same checks as an unkept start (port, model folder)
+        plan = self._plan(problem)  # the same checks as an unkept start (port, model folder)
         deadline = time.monotonic() + self.startup_timeout
         _, port = host_port(self.endpoint.url)
         self.log_path = private_dir(self.log_dir) / f"{self.backend.name}-{port}.log"
         os.close(private_file(self.log_path, truncate=True))
-        self.say(f"Starting {self.name} (log: {self.log_path}).")
+        self._say_starting(plan)
         self.lease = await slot.start(spec, self.log_path)
         await self._wait_ready(session, deadline)
 
@@ -234,7 +222,7 @@ class Supervisor:
         _, port = host_port(self.endpoint.url)
         self.log_path = private_dir(self.log_dir) / f"{self.backend.name}-{port}.log"
         self._log = os.fdopen(private_file(self.log_path, truncate=True), "wb")
-        self.say(f"Starting {self.name} (log: {self.log_path}).")
+        self._say_starting(plan)
         self._stop_commands = [list(c) for c in plan.stop_commands]
         for command in plan.setup_commands:
             await self._run_setup(list(command), deadline)
@@ -250,6 +238,10 @@ class Supervisor:
                 raise BackendError(f"Could not run {argv[0]} to start {self.name} "
                                    f"({exc.strerror}); install it or fix the "
                                    f"{self.backend.name} settings.") from exc
+
+    def _say_starting(self, plan: LaunchPlan) -> None:
+        what = f"{self.name} {plan.description}" if plan.description else self.name
+        self.say(f"Starting {what} (log: {self.log_path}).")
 
     async def _run_setup(self, command: list[str], deadline: float) -> None:
         assert self._log is not None
@@ -288,9 +280,18 @@ class Supervisor:
 
     def _check_alive(self) -> None:
         if (code := self._exit_code()) is not None:
-            raise BackendError(f"{self.name.capitalize()} exited with {self._describe(code)} "
-                               f"while starting; its last log lines are below (full log: "
+            name, note = self.name.capitalize(), log_note(self.log_path)
+            head = f"{name} stopped while starting: {note}" if note else \
+                f"{name} exited with {self._describe(code)} while starting"
+            raise BackendError(f"{head}; its last log lines are below (full log: "
                                f"{self.log_path}).", self._tail())
+        self._show()
+
+    def _show(self, phase: str | None = None) -> None:
+        """The progress line: the phase, and the latest note from the log, if any."""
+        self._phase = phase or self._phase
+        note = log_note(self.log_path)
+        self._update(f"{self._phase}: {note}" if note else self._phase)
 
     def _timeout(self, last: str) -> BackendError:
         where = f"see its log {self.log_path}" if self.log_path else f"check {self.endpoint.url}"
@@ -306,8 +307,8 @@ class Supervisor:
             return
         confirm = self.backend.confirm_with_generation and self.backend.protocol == "openai"
         started, delay = time.monotonic(), 0.1
-        with self._progress() as update:
-            update(f"Starting {self.name}")
+        with self._progress():
+            self._show(f"Starting {self.name}")
             while True:
                 status, problem = await self._probe(session)
                 # With a 1-token confirmation to come, any HTTP answer means the server is up
@@ -320,19 +321,25 @@ class Supervisor:
                 await asyncio.sleep(delay)
                 delay = min(delay * 1.5, 1.0)  # each probe is a line in the server's log
             if confirm:
-                update("Loading the model (waiting for a 1-token answer)")
+                self._show("Loading the model (waiting for a 1-token answer)")
                 await self._confirm(session, deadline)
         self.say(f"{self.name.capitalize()} is ready ({time.monotonic() - started:.1f} s).")
 
     @contextlib.contextmanager
-    def _progress(self) -> Iterator[Callable[[str], None]]:
-        if not self.console.is_terminal or not self.progress:  # start and ready lines only
-            yield lambda phase: None
+    def _progress(self) -> Iterator[None]:
+        """A spinner line that `_show` updates, on a terminal only (a log file, or a second
+        server's supervisor, gets the start and ready lines only)."""
+        if not self.console.is_terminal or not self.progress:
+            yield
             return
         columns = (SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn())
         with Progress(*columns, console=self.console, transient=True) as progress:
             task = progress.add_task("", total=None)
-            yield lambda phase: progress.update(task, description=phase)
+            self._update = lambda phase: progress.update(task, description=phase)
+            try:
+                yield
+            finally:
+                self._update = lambda phase: None
 
     async def _confirm(self, session: aiohttp.ClientSession, deadline: float) -> None:
         """mlx-lm's /health answers before the model is loaded: wait for a real answer."""
@@ -390,8 +397,10 @@ class Supervisor:
                     self._known.setdefault(proc.pid, proc)
                 await asyncio.sleep(0.5)
         if not self._stopping:
-            notify(f"{self.name.capitalize()} exited unexpectedly ({self._describe(code)}); "
-                   f"requests fail until anyclaude is restarted; log: {self.log_path}")
+            name, note = self.name.capitalize(), log_note(self.log_path)
+            head = f"{name} stopped unexpectedly: {note}" if note else \
+                f"{name} exited unexpectedly ({self._describe(code)})"
+            notify(f"{head}; requests fail until anyclaude is restarted; log: {self.log_path}")
 
     async def stop(self) -> None:
         """Stop what this run started: the server's whole family (TERM, then KILL after the

@@ -104,6 +104,9 @@ class Option:
     env: str
     default: str | None
     help: str
+    parse: Callable[[str], str] | None = None
+    """Checks and normalises the text (a TOML list arrives comma-joined); raises ValueError
+    with what was expected. None: any text."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +118,9 @@ class LaunchPlan:
     env: Mapping[str, str] = field(default_factory=dict)
     setup_commands: Sequence[Sequence[str]] = ()
     stop_commands: Sequence[Sequence[str]] = ()
+    description: str = ""
+    """What is started, said in the start-up line and by `anyclaude status` (`on 2 ranks
+    (...), tensor parallel`); empty for a plain server."""
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
+from anyclaude.backends import mlx_cluster
 from anyclaude.backends.base import Backend, Dialect, Endpoint, LaunchPlan, Option, Requirement
 from anyclaude.backends.net import host_port
 
@@ -36,6 +37,8 @@ def _launch(endpoint: Endpoint, options: Mapping[str, str | None]) -> LaunchPlan
     if not endpoint.model:
         return None
     _, port = host_port(endpoint.url)
+    if mlx_cluster.configured(options):
+        return mlx_cluster.plan(endpoint, options, port, mlx_env())
     python = options.get("python") or sys.executable
     argv = [python, "-m", "mlx_lm", "server", "--model", endpoint.model,
             "--host", "127.0.0.1", "--port", str(port)]
@@ -67,6 +70,25 @@ BACKEND = Backend(
     options=(
         Option("python", "MLX_LM_PYTHON", None,
                "Python interpreter that has mlx-lm installed (default: anyclaude's own)."),
+        Option("hosts", "MLX_LM_HOSTS", None,
+               "Run the model across these machines with mlx.launch, this one first (a TOML "
+               "list, or comma-separated); unset: one process here.",
+               mlx_cluster.parse_hosts),
+        Option("hostfile", "MLX_LM_HOSTFILE", None,
+               "An mlx.launch hostfile (from `mlx.distributed_config`) instead of hosts."),
+        Option("parallel", "MLX_LM_PARALLEL", None,
+               "How a cluster shards the model: tensor or pipeline (default: tensor when "
+               "the model supports it, else pipeline).", mlx_cluster.parse_parallel),
+        Option("distributed_backend", "MLX_LM_DISTRIBUTED_BACKEND", None,
+               "How the ranks talk: ring (TCP, the default), jaccl (Thunderbolt RDMA), "
+               "jaccl-ring or mpi; default: the hostfile's, else ring.",
+               mlx_cluster.parse_backend),
+        Option("hosts_python", "MLX_LM_HOSTS_PYTHON", None,
+               "The Python with mlx-lm that runs the ranks, at the same path on every host "
+               "(default: MLX_LM_PYTHON, else anyclaude's own)."),
+        Option("distributed_port", "MLX_LM_DISTRIBUTED_PORT", None,
+               "First port the ranks listen on to join (default: mlx.launch's 32323).",
+               mlx_cluster.parse_port),
     ),
     requirement=Requirement(
         "python-module", "mlx_lm, mlx.core", "python",

@@ -18,6 +18,7 @@ from rich.console import Console
 
 from anyclaude import timeouts
 from anyclaude.doctor.backend import context_check, model_check, package_check, proxy_port_check
+from anyclaude.doctor.cluster import cluster_check
 from anyclaude.doctor.compat import CHECK_LIMIT_S as COMPAT_LIMIT_S
 from anyclaude.doctor.compat import compat_check
 from anyclaude.doctor.config import (
@@ -62,6 +63,7 @@ CHECKS: list[tuple[str, Check]] = [
     ("backend-package", package_check),
     ("model", model_check),
     ("models", models_check),
+    ("cluster", cluster_check),
     ("backend-server", server_check),
     ("tool-calls", tool_check),
     ("context-window", context_check),

@@ -48,6 +48,8 @@ class Spec:
     argv: Sequence[str]
     env: Mapping[str, str] = field(default_factory=dict)
     cwd: str = field(default_factory=os.getcwd)
+    description: str = ""
+    """The plan's own words (`on 2 ranks (...)`), shown by `anyclaude status`."""
 
     @property
     def fingerprint(self) -> str:
@@ -194,7 +196,8 @@ class Slot:
         record_spec = {"record": str(self.path), "socket": str(sock), "log": str(log),
                        "keep_alive": self.keep_alive, "mode": spec.mode, "model": spec.model,
                        "url": spec.url, "fingerprint": spec.fingerprint,
-                       "argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd}
+                       "argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
+                       "description": spec.description}
         spec_file = self.path.with_suffix(".spec")
         fd = os.open(spec_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -246,5 +249,6 @@ def describe(record: state.Record, now: float | None = None) -> dict[str, Any]:
     keep_alive = info.get("keep_alive_s")
     left = None if idle is None or keep_alive is None else max(keep_alive - idle, 0.0)
     return {"mode": record.mode, "model": record.model, "url": record.url,
+            "description": record.description,
             "pid": record.server_pid, "memory_bytes": memory, "sessions": info.get("leases"),
             "idle_s": idle, "left_s": left, "up_s": now - record.started}

@@ -59,7 +59,7 @@ class Keeper:
             mode=self.spec["mode"], model=self.spec["model"], url=self.spec["url"],
             fingerprint=self.spec["fingerprint"], log=self.spec["log"],
             socket=self.spec["socket"], started=time.time(), keeper_pid=os.getpid(),
-            server_pid=self.server.pid)
+            server_pid=self.server.pid, description=self.spec.get("description", ""))
 
     async def serve(self) -> None:
         """Listen, start the server, write the record, report on stdout, then keep it."""

@@ -63,6 +63,8 @@ class Record:
     started: float
     keeper_pid: int = 0
     server_pid: int = 0
+    description: str = ""
+    """What the launch plan said it starts (`on 2 ranks (...)`), when it said anything."""
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -93,10 +95,10 @@ def record_path(state_dir: Path, url: str) -> Path:
     return kept_dir(state_dir) / f"{key_for(url)}.json"
 
 
-def socket_path(record_file: Path) -> Path:
-    """Where the keeper of `record_file` listens. Unix socket paths are limited to ~100 bytes,
-    so sockets live in a short private folder (the runtime folder, else /tmp), named by a
-    hash of the record's path."""
+def private_dir() -> Path:
+    """A short folder only this user can use (the runtime folder, else /tmp): for keepers'
+    sockets (unix socket paths are limited to ~100 bytes) and other files that name
+    hosts or let whoever opens them control a server."""
     runtime = os.environ.get("XDG_RUNTIME_DIR")
     base = Path(runtime) if runtime and Path(runtime).is_dir() else Path("/tmp")
     folder = base / f"anyclaude-{os.getuid()}"
@@ -105,8 +107,13 @@ def socket_path(record_file: Path) -> Path:
     if info.st_uid != os.getuid() or not folder.is_dir() or folder.is_symlink():
         raise OSError(f"{folder} is not a folder of this user's")
     os.chmod(folder, 0o700)
+    return folder
+
+
+def socket_path(record_file: Path) -> Path:
+    """Where the keeper of `record_file` listens, named by a hash of the record's path."""
     digest = hashlib.sha256(str(record_file.resolve()).encode()).hexdigest()[:16]
-    return folder / f"{digest}.sock"
+    return private_dir() / f"{digest}.sock"
 
 
 def write(record: Record, path: Path) -> None:
