@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import shutil
 import socket
 import sys
 from collections.abc import Mapping, Sequence
@@ -287,6 +288,19 @@ def _misfit(mode: str, found: mlx_sharding.Support, ranks: int, model: str) -> s
 
 # -- the launch plan ------------------------------------------------------------------------
 
+def pythons(options: Mapping[str, str | None]) -> tuple[str, str]:
+    """The Python that runs mlx.launch here, and the one that runs the ranks: an absolute
+    path, the same on every host (mlx.launch passes one path to all of them)."""
+    configured = options.get("python") or sys.executable
+    local = shutil.which(configured) or configured
+    remote = options.get("hosts_python") or local
+    if not Path(remote).is_absolute():
+        raise ClusterError(f"MLX_LM_HOSTS_PYTHON is {remote!r}, but the ranks need an absolute "
+                           "path, the same on every host; set it to one (e.g. "
+                           "/Users/you/mlx/bin/python).")
+    return local, remote
+
+
 def launcher(python: str) -> str:
     """mlx.launch, installed next to the Python that has mlx."""
     found = Path(python).parent / "mlx.launch"
@@ -300,8 +314,7 @@ def plan(endpoint: Endpoint, options: Mapping[str, str | None], port: int,
          env: Mapping[str, str]) -> LaunchPlan:
     """`mlx.launch` of `mlx_lm.server` on every host, under the guard."""
     assert endpoint.model
-    local = options.get("python") or sys.executable
-    remote = options.get("hosts_python") or local
+    local, remote = pythons(options)
     hosts = layout(options)
     found = mlx_sharding.support(endpoint.model, local)
     parallel, why = choose_parallel(options.get("parallel"), found, len(hosts.hosts),

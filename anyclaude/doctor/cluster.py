@@ -89,8 +89,10 @@ async def cluster_check(ctx: Context) -> list[Result] | None:
         plan = mlx_cluster.layout(options)
     except ClusterError as exc:
         return [from_sentence("cluster", "fail", str(exc))]
-    local = options.get("python") or sys.executable
-    python = options.get("hosts_python") or local
+    try:
+        _, python = mlx_cluster.pythons(options)
+    except ClusterError as exc:
+        return [from_sentence("cluster", "fail", str(exc))]
     rows = [ok("cluster", f"{len(plan.hosts)} ranks over {plan.backend}: "
                + ", ".join(plan.labels) + " (rank 0 is this machine)"), _parallel(ctx, plan)]
     model = ctx.settings.endpoint.model

@@ -131,6 +131,15 @@ def test_the_hosts_python_runs_the_ranks_and_names_the_server_script(
     assert argv[4] == str(BIN / "mlx.launch"), "mlx.launch itself runs here"
 
 
+def test_the_hosts_python_is_an_absolute_path(llama: Path) -> None:
+    with pytest.raises(ClusterError) as caught:
+        plan_for({"MLX_LM_MODEL": str(llama), "MLX_LM_HOSTS": "127.0.0.1,127.0.0.2",
+                  "MLX_LM_HOSTS_PYTHON": "python3"})
+    assert str(caught.value) == ("MLX_LM_HOSTS_PYTHON is 'python3', but the ranks need an "
+                                 "absolute path, the same on every host; set it to one (e.g. "
+                                 "/Users/you/mlx/bin/python).")
+
+
 # -- hosts ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("options", "says"), [
