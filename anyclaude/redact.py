@@ -141,3 +141,13 @@ def private_file(path: Path, *, truncate: bool = False) -> int:
     fd = os.open(path, flags, 0o600)
     os.fchmod(fd, 0o600)
     return fd
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Replace `path` with `data` atomically (a reader never sees half a file), 0600 in a
+    0700 folder: kept-server records, keeper specs and warm-up prefixes."""
+    private_dir(path.parent)
+    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
+    with os.fdopen(private_file(tmp, truncate=True), "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, path)

@@ -16,7 +16,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -29,6 +28,7 @@ import orjson
 from anyclaude import timeouts
 from anyclaude.proxy.background import Gate
 from anyclaude.proxy.upstream import Upstream
+from anyclaude.redact import write_private
 from anyclaude.translate import warm
 from anyclaude.translate.errors import AnthropicError
 from anyclaude.translate.usage import Usage
@@ -141,21 +141,10 @@ class WarmUp:
             return
         self._recorded = True
         data = orjson.dumps({"saved": time.time(), "body": prefix})
-        asyncio.get_running_loop().run_in_executor(None, _write_private, self.path, data)
+        asyncio.get_running_loop().run_in_executor(None, write_private, self.path, data)
 
     async def close(self) -> None:
         if self.task is not None and not self.task.done():
             self.task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self.task
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    """Atomically, 0600 in a 0700 folder: the prefix holds the system prompt and the
-    folder's environment."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, path)

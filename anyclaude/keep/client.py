@@ -24,7 +24,7 @@ from typing import Any
 
 import psutil
 
-from anyclaude import processes
+from anyclaude import processes, redact
 from anyclaude.keep import state
 
 SPAWN_TIMEOUT_S = 60.0
@@ -199,9 +199,7 @@ class Slot:
                        "argv": list(spec.argv), "env": dict(spec.env), "cwd": spec.cwd,
                        "description": spec.description}
         spec_file = self.path.with_suffix(".spec")
-        fd = os.open(spec_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(record_spec, handle)
+        redact.write_private(spec_file, json.dumps(record_spec).encode())
         with log.open("ab") as errors:
             # No parent-death signal: the keeper is meant to outlive this run.
             proc = await processes.start(

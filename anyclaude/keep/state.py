@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 import psutil
 
+from anyclaude import redact
+
 KEEPER_MODULE = "anyclaude.keep.daemon"
 """How a keeper process is recognised in a process list (pids are reused)."""
 
@@ -77,10 +79,7 @@ class Record:
 
 def kept_dir(state_dir: Path) -> Path:
     """`<state_dir>/kept`, created 0700 (and tightened when it already exists)."""
-    folder = state_dir / "kept"
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(folder, 0o700)
-    return folder
+    return redact.private_dir(state_dir / "kept")
 
 
 def key_for(url: str) -> str:
@@ -117,12 +116,7 @@ def socket_path(record_file: Path) -> Path:
 
 
 def write(record: Record, path: Path) -> None:
-    """Atomically, 0600."""
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        handle.write(record.to_json())
-    os.replace(tmp, path)
+    redact.write_private(path, record.to_json().encode())
 
 
 def keeper_alive(pid: int) -> bool:
