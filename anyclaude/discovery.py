@@ -10,7 +10,6 @@ doctor shows the same answer with its source (`find`).
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,14 +105,8 @@ def local_folder(model: str | None) -> bool:
 def from_model_folder(model: str | None) -> int | None:
     """`max_position_embeddings` from a local model folder's (or cached Hub model's)
     `config.json`, also inside `text_config` (multimodal models)."""
-    path = hub.model_file(model, "config.json")
-    if path is None:
-        return None
-    try:
-        config = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(config, dict):
+    config = hub.model_config(model)
+    if config is None:
         return None
     text = config.get("text_config")
     nested = text.get("max_position_embeddings") if isinstance(text, dict) else None

@@ -8,7 +8,9 @@ XDG_CACHE_HOME, refs/main), so anyclaude sees the snapshot mlx-lm would load off
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
 TOKENIZER = "tokenizer.json"
 
@@ -42,3 +44,16 @@ def model_file(model: str | None, filename: str) -> Path | None:
 def find_tokenizer(model: str | None) -> Path | None:
     """The model's `tokenizer.json` (for exact token counts), or None."""
     return model_file(model, TOKENIZER)
+
+
+def model_config(model: str | None) -> dict[str, Any] | None:
+    """The model's `config.json` (local folder or cached snapshot) as a dict; None when it is
+    not there or not a JSON object."""
+    path = model_file(model, "config.json")
+    if path is None:
+        return None
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) else None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import ast
 import functools
 import importlib.util
-import json
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -180,15 +179,9 @@ def _has_method(chain: list[tuple[str, ast.ClassDef]], name: str) -> bool:
 def support(model: str | None, python: str) -> Support | None:
     """What mlx-lm (as installed for `python`) can do with `model` (a folder or a Hub id
     already downloaded); None when the model's config or mlx-lm cannot be read."""
-    config_path = hub.model_file(model, "config.json")
+    config = hub.model_config(model)
     package = package_dir(python)
-    if config_path is None or package is None:
-        return None
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    if not isinstance(config, dict):
+    if config is None or package is None:
         return None
     model_type = loaded_type(package, config)
     models = _Models(package)
@@ -204,6 +197,6 @@ def support(model: str | None, python: str) -> Support | None:
     layers = args.get("num_hidden_layers")
     heads = tuple(args[key] for key in ("num_attention_heads", "num_key_value_heads")
                   if isinstance(args.get(key), int) and args[key] > 0)
-    indexed = (config_path.parent / "model.safetensors.index.json").is_file()
+    indexed = hub.model_file(model, "model.safetensors.index.json") is not None
     return Support(model_type, tensor, pipeline, layers if isinstance(layers, int) else None,
                    indexed, heads)
